@@ -36,20 +36,20 @@ struct SourceMark {
 };
 
 struct Limits {
-  std::size_t max_header_bytes = 16 * 1024;        // request head larger than this -> 431
-  std::uint32_t max_header_count = 100;            // more header fields -> 431
-  std::uint64_t max_body_bytes = 1ull << 30;       // request body larger -> 413 (0 = no limit)
-  std::uint32_t max_connections = 10000;           // client connections per worker
+  std::size_t max_header_bytes = 16 * 1024;   // request head larger than this -> 431
+  std::uint32_t max_header_count = 100;       // more header fields -> 431
+  std::uint64_t max_body_bytes = 1ull << 30;  // request body larger -> 413 (0 = no limit)
+  std::uint32_t max_connections = 10000;      // client connections per worker
 };
 
 struct Timeouts {
-  Millis client_header{10000};     // whole request head must arrive within this -> 408
-  Millis client_idle{60000};       // keep-alive wait for the next request -> silent close
-  Millis client_body{60000};       // max gap between request body reads -> 408
-  Millis upstream_connect{3000};   // per connect attempt -> next server, else 503
-  Millis upstream_response{60000}; // max gap waiting on upstream response bytes -> 504
-  Millis upstream_idle{30000};     // idle pooled upstream connection is closed after this
-  Millis shutdown{30000};          // graceful shutdown: in-flight requests get this long
+  Millis client_header{10000};      // whole request head must arrive within this -> 408
+  Millis client_idle{60000};        // keep-alive wait for the next request -> silent close
+  Millis client_body{60000};        // max gap between request body reads -> 408
+  Millis upstream_connect{3000};    // per connect attempt -> next server, else 503
+  Millis upstream_response{60000};  // max gap waiting on upstream response bytes -> 504
+  Millis upstream_idle{30000};      // idle pooled upstream connection is closed after this
+  Millis shutdown{30000};           // graceful shutdown: in-flight requests get this long
 };
 
 // Headers the proxy adds to requests it forwards upstream.
@@ -81,8 +81,8 @@ struct Respond {
 // One entry of an ordered, first-match route table. Without a match it matches every request.
 struct Route {
   SourceMark mark;
-  std::optional<std::string> pool;     // forward to this pool, or
-  std::optional<Respond> respond;      // answer directly
+  std::optional<std::string> pool;  // forward to this pool, or
+  std::optional<Respond> respond;   // answer directly
 };
 
 struct RouteTable {
@@ -113,7 +113,7 @@ struct Admin {
 };
 
 struct Config {
-  std::string source_path;  // the file it was loaded from ("<string>" in tests)
+  std::string source_path;    // the file it was loaded from ("<string>" in tests)
   std::uint32_t workers = 0;  // 0 = one per online CPU
   Limits limits;
   Timeouts timeouts;

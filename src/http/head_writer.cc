@@ -1,0 +1,99 @@
+#include "http/head_writer.h"
+
+#include <array>
+
+namespace switchyard::http {
+namespace {
+
+// Transfer-Encoding is hop-by-hop too, but bodies are forwarded with their framing intact, so it
+// travels with them; write_client_response drops it when it re-frames.
+constexpr std::array<std::string_view, 7> kHopByHop = {
+    "connection", "keep-alive", "proxy-connection",  "te",
+    "trailer",    "upgrade",    "proxy-authenticate"};
+
+std::string_view connection_value(const char* base, const Head& head) {
+  for (const HeaderSpan& h : head.headers) {
+    if (iequals(h.name.in(base), "connection")) return h.value.in(base);
+  }
+  return {};
+}
+
+// A sender may name further hop-by-hop fields in Connection (RFC 9110 §7.6.1); several Connection
+// fields form one list, so every one of them is consulted.
+bool named_by_connection(const char* base, const Head& head, std::string_view name) {
+  for (const HeaderSpan& h : head.headers) {
+    if (iequals(h.name.in(base), "connection") && list_contains_token(h.value.in(base), name))
+      return true;
+  }
+  return false;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ").append(value).append("\r\n");
+}
+
+}  // namespace
+
+bool is_hop_by_hop(std::string_view name) {
+  for (std::string_view h : kHopByHop) {
+    if (iequals(name, h)) return true;
+  }
+  return false;
+}
+
+void write_upstream_request(const char* base, const Head& request, const RequestForwarding& fwd,
+                            std::string& out) {
+  out.append(request.method.in(base)).append(" ").append(request.target.in(base));
+  out.append(" HTTP/1.1\r\n");
+  bool has_connection_list = !connection_value(base, request).empty();
+  bool has_host = false;
+  bool xff_done = false;
+  for (const HeaderSpan& h : request.headers) {
+    std::string_view name = h.name.in(base);
+    std::string_view value = h.value.in(base);
+    if (is_hop_by_hop(name)) continue;
+    if (has_connection_list && named_by_connection(base, request, name)) continue;
+    if (iequals(name, "host")) has_host = true;
+    if (fwd.x_forwarded_for && !xff_done && iequals(name, "x-forwarded-for")) {
+      out.append(name).append(": ").append(value).append(", ").append(fwd.client_ip).append("\r\n");
+      xff_done = true;
+      continue;
+    }
+    if (fwd.x_forwarded_proto && iequals(name, "x-forwarded-proto")) continue;  // ours is the truth
+    append_header(out, name, value);
+  }
+  if (!has_host && !fwd.default_host.empty()) append_header(out, "Host", fwd.default_host);
+  if (fwd.x_forwarded_for && !xff_done) append_header(out, "X-Forwarded-For", fwd.client_ip);
+  if (fwd.x_forwarded_proto) append_header(out, "X-Forwarded-Proto", fwd.proto);
+  if (fwd.via) {
+    out.append("Via: ")
+        .append(request.version_minor == 0 ? "1.0" : "1.1")
+        .append(" switchyard\r\n");
+  }
+  out.append("\r\n");
+}
+
+void write_client_response(const char* base, const Head& response, const ResponseForwarding& fwd,
+                           std::string& out) {
+  out.append(fwd.client_http10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  char code[4] = {char('0' + response.status / 100 % 10), char('0' + response.status / 10 % 10),
+                  char('0' + response.status % 10), 0};
+  out.append(code, 3).append(" ").append(response.reason.in(base)).append("\r\n");
+  bool has_connection_list = !connection_value(base, response).empty();
+  for (const HeaderSpan& h : response.headers) {
+    std::string_view name = h.name.in(base);
+    if (is_hop_by_hop(name)) continue;
+    if (has_connection_list && named_by_connection(base, response, name)) continue;
+    if (fwd.dechunk && iequals(name, "transfer-encoding")) continue;
+    append_header(out, name, h.value.in(base));
+  }
+  if (fwd.via) out.append("Via: 1.1 switchyard\r\n");
+  if (!fwd.keep_alive) {
+    out.append("Connection: close\r\n");
+  } else if (fwd.client_http10) {
+    out.append("Connection: keep-alive\r\n");
+  }
+  out.append("\r\n");
+}
+
+}  // namespace switchyard::http

@@ -1,0 +1,185 @@
+#include "proxy/server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cstring>
+#include <future>
+#include <thread>
+#include <vector>
+
+#include "proxy/access_log.h"
+#include "proxy/worker.h"
+
+namespace switchyard::proxy {
+namespace {
+
+// One SO_REUSEPORT socket per worker and listener: the kernel spreads connections over workers
+// without a shared accept queue. Port 0: the first socket's kernel-chosen port is used by all.
+int open_listener(const config::SocketAddress& bind_addr, std::uint16_t port, std::string& err) {
+  sockaddr_storage ss = bind_addr.storage;
+  if (ss.ss_family == AF_INET) {
+    reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(port);
+  } else {
+    reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(port);
+  }
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = std::strerror(errno);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), bind_addr.length) < 0 ||
+      ::listen(fd, 4096) < 0) {
+    err = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::uint16_t bound_port(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  if (ss.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+}
+
+std::uint16_t configured_port(const config::SocketAddress& a) {
+  if (a.family() == AF_INET)
+    return ntohs(reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port);
+  return ntohs(reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_port);
+}
+
+std::string host_part(const config::SocketAddress& a) {
+  std::string text = a.text;
+  return text.substr(0, text.rfind(':'));
+}
+
+}  // namespace
+
+int run_server(std::shared_ptr<const config::Config> config,
+               const std::function<void()>& on_ready) {
+  unsigned workers = config->workers;
+  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+
+  // listen_fds[w][l]: worker w's socket for listener l.
+  std::vector<std::vector<int>> listen_fds(workers);
+  for (const config::Listener& l : config->listeners) {
+    std::uint16_t port = configured_port(l.bind);
+    for (unsigned w = 0; w < workers; ++w) {
+      std::string err;
+      int fd = open_listener(l.bind, port, err);
+      if (fd < 0) {
+        spdlog::error("listener {}: cannot listen on {}: {}", l.name, l.bind.text, err);
+        for (auto& fds : listen_fds) {
+          for (int f : fds) ::close(f);
+        }
+        return 1;
+      }
+      if (port == 0) port = bound_port(fd);
+      listen_fds[w].push_back(fd);
+    }
+    spdlog::info("listener {} ready on {}:{}", l.name, host_part(l.bind), port);
+  }
+
+  AccessLogWriter access_log;
+  if (std::string err = access_log.open(config->access_log); !err.empty()) {
+    spdlog::error("{}", err);
+    return 1;
+  }
+
+  // Workers must not take the signals the control plane waits for.
+  sigset_t blocked, previous;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGINT);
+  sigaddset(&blocked, SIGTERM);
+  sigaddset(&blocked, SIGHUP);
+  sigaddset(&blocked, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &blocked, &previous);
+
+  std::vector<std::unique_ptr<Worker>> pool;
+  std::vector<std::thread> threads;
+  std::vector<std::future<std::string>> started;
+  for (unsigned w = 0; w < workers; ++w) {
+    pool.push_back(std::make_unique<Worker>(static_cast<int>(w), config, listen_fds[w]));
+  }
+  for (unsigned w = 0; w < workers; ++w) {
+    auto promise = std::make_shared<std::promise<std::string>>();
+    started.push_back(promise->get_future());
+    Worker* worker = pool[w].get();
+    threads.emplace_back([worker, promise] {
+      std::string err = worker->init();
+      promise->set_value(err);
+      if (err.empty()) worker->run();
+    });
+  }
+  std::vector<AccessLogQueue*> queues;
+  for (auto& w : pool) queues.push_back(&w->access_log());
+  access_log.start(queues);
+  // SIGPIPE stays blocked in every thread: a peer closing mid-send must not kill us.
+  sigset_t unblock;
+  sigemptyset(&unblock);
+  sigaddset(&unblock, SIGINT);
+  sigaddset(&unblock, SIGTERM);
+  sigaddset(&unblock, SIGHUP);
+  pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
+
+  int exit_code = 0;
+  for (auto& f : started) {
+    std::string err = f.get();
+    if (!err.empty()) {
+      spdlog::error("worker start-up failed: {}", err);
+      exit_code = 1;
+    }
+  }
+
+  boost::asio::io_context io;
+  boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+          spdlog::warn("SIGHUP: configuration reload is not available in this build; ignored");
+          signals.async_wait(on_signal);
+          return;
+        }
+        spdlog::info("{}: shutting down gracefully (up to {} ms)",
+                     sig == SIGINT ? "SIGINT" : "SIGTERM", config->timeouts.shutdown.count());
+        for (auto& w : pool) w->request_shutdown();
+      };
+  signals.async_wait(on_signal);
+
+  if (exit_code != 0) {
+    for (auto& w : pool) w->request_shutdown();
+  } else {
+    spdlog::info("switchyard ready: {} workers", workers);
+    if (on_ready) on_ready();
+  }
+  // The control plane runs until the workers have finished.
+  std::thread waiter([&] {
+    for (auto& t : threads) t.join();
+    boost::asio::post(io, [&] { io.stop(); });
+  });
+  io.run();
+  waiter.join();
+  access_log.stop();
+  for (auto& w : pool) {
+    std::uint64_t dropped = w->access_log().dropped();
+    if (dropped) spdlog::warn("worker {}: {} access log lines dropped", w->id(), dropped);
+  }
+  spdlog::info("switchyard stopped");
+  return exit_code;
+}
+
+}  // namespace switchyard::proxy

@@ -1,0 +1,811 @@
+#include "proxy/session.h"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "http/error_page.h"
+#include "http/head_writer.h"
+
+namespace switchyard::proxy {
+namespace {
+
+void format_address(const sockaddr_storage& ss, char* out, std::size_t cap, std::size_t& ip_len) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+    port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+    port = ntohs(a->sin6_port);
+  }
+  ip_len = std::strlen(ip);
+  std::snprintf(out, cap, "%s:%d", ip, port);
+}
+
+bool is_idempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+         method == "DELETE" || method == "TRACE";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// UpstreamConn
+
+UpstreamConn::UpstreamConn(Worker& w, PoolRuntime& pool, int server)
+    : w_(w),
+      pool_(&pool),
+      server_(server),
+      connect_op_(this, &UpstreamConn::on_connect),
+      recv_(this, &UpstreamConn::on_recv),
+      idle_timer_(this, 0, &UpstreamConn::on_idle_timeout) {
+  ++w_.live_upstreams_;
+}
+
+void UpstreamConn::connect() {
+  const config::SocketAddress& addr = address();
+  fd_ = ::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    int err = errno;
+    ++inflight_;
+    on_connect(this, -err, 0);
+    return;
+  }
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  ++inflight_;
+  io_uring_sqe* sqe = w_.ring().sqe(&connect_op_);
+  io_uring_prep_connect(sqe, fd_, addr.sa(), addr.length);
+  ++w_.counters().upstream_connects;
+}
+
+void UpstreamConn::on_connect(void* self, int res, std::uint32_t) {
+  auto* c = static_cast<UpstreamConn*>(self);
+  --c->inflight_;
+  if (c->closing_) return c->maybe_free();
+  if (c->owner_) c->owner_->on_upstream_connected(res);
+}
+
+void UpstreamConn::ensure_recv() {
+  if (recv_.in_flight() || closing_) return;
+  ++inflight_;
+  recv_.submit(w_, fd_);
+}
+
+void UpstreamConn::on_recv(void* self, int res, std::uint32_t flags) {
+  auto* c = static_cast<UpstreamConn*>(self);
+  --c->inflight_;
+  if (c->closing_ || !c->owner_) {
+    // Idle: the server closed the connection (or sent bytes nobody asked for). Either way it can
+    // no longer carry a request.
+    if (RecvOp::has_buffer(flags)) c->w_.buffers().recycle(RecvOp::buffer_id(flags));
+    if (!c->closing_) c->close();
+    return c->maybe_free();
+  }
+  c->owner_->on_upstream_recv(res, flags);
+}
+
+void UpstreamConn::release_to_pool() {
+  owner_ = nullptr;
+  idle_ = true;
+  pool_->idle[server_].push_back(this);
+  w_.upstream_idle_timeouts.arm(idle_timer_, w_.now());
+  ensure_recv();
+}
+
+void UpstreamConn::on_idle_timeout(void* self, int) {
+  static_cast<UpstreamConn*>(self)->close();
+}
+
+void UpstreamConn::close() {
+  if (closing_) return;
+  closing_ = true;
+  owner_ = nullptr;
+  idle_timer_.disarm();
+  if (idle_) {
+    auto& list = pool_->idle[server_];
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (list[i] == this) {
+        list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+        break;
+      }
+    }
+    idle_ = false;
+  }
+  recv_.cancel();
+  if (fd_ >= 0 && inflight_ > 0) {
+    io_uring_sqe* sqe = w_.ring().sqe(nullptr);
+    io_uring_prep_cancel_fd(sqe, fd_, IORING_ASYNC_CANCEL_ALL);
+  }
+  maybe_free();
+}
+
+void UpstreamConn::maybe_free() {
+  if (!closing_ || inflight_ > 0) return;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  --w_.live_upstreams_;
+  delete this;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session: setup and teardown
+
+Session::Session(Worker& w, ListenerRuntime& listener, int fd)
+    : w_(w),
+      listener_(listener),
+      fd_(fd),
+      req_(http::MessageParser::Kind::kRequest, w.config().limits.max_header_count),
+      resp_(http::MessageParser::Kind::kResponse, w.config().limits.max_header_count),
+      client_recv_(this, &Session::on_client_recv_cb),
+      client_send_(this, &Session::on_client_send_cb),
+      up_send_(this, &Session::on_upstream_send_cb),
+      client_timer_(this, kClientTimer, &Session::on_timer),
+      upstream_timer_(this, kUpstreamTimer, &Session::on_timer) {
+  in_ = w.take_head_buffer();
+  rin_ = w.take_head_buffer();
+  sockaddr_storage peer{};
+  socklen_t len = sizeof(peer);
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    format_address(peer, client_, sizeof(client_), client_ip_len_);
+  }
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+Session::~Session() {
+  w_.give_head_buffer(std::move(in_));
+  w_.give_head_buffer(std::move(rin_));
+  ::close(fd_);
+}
+
+void Session::start() {
+  w_.client_header_timeouts.arm(client_timer_, w_.now());
+  req_.begin_head(in_.get());
+  read_client();
+}
+
+void Session::drain() {
+  draining_ = true;
+  // Between requests with nothing buffered: nobody is waiting for anything.
+  if (req_state_ == ReqState::kHead && in_len_ == 0 && resp_state_ == RespState::kNone) close();
+}
+
+void Session::close() {
+  if (closing_) return;
+  closing_ = true;
+  client_timer_.disarm();
+  upstream_timer_.disarm();
+  if (up_) release_upstream(false);
+  client_recv_.cancel();
+  if (inflight_ > 0) {
+    io_uring_sqe* sqe = w_.ring().sqe(nullptr);
+    io_uring_prep_cancel_fd(sqe, fd_, IORING_ASYNC_CANCEL_ALL);
+  }
+  maybe_free();
+}
+
+void Session::maybe_free() {
+  if (!closing_ || inflight_ > 0 || freed_) return;
+  freed_ = true;
+  w_.session_closed(this);  // deletes us at the end of the loop iteration
+}
+
+void Session::release_upstream(bool reusable) {
+  UpstreamConn* up = up_;
+  up_ = nullptr;
+  upstream_timer_.disarm();
+  if (reusable && !draining_ && !w_.draining()) {
+    auto& idle = up->pool().idle[up->server()];
+    if (idle.size() < up->pool().cfg->max_idle_per_server) {
+      up->release_to_pool();
+      return;
+    }
+  }
+  up->close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers
+
+void Session::on_timer(void* self, int tag) {
+  auto* s = static_cast<Session*>(self);
+  if (tag == kClientTimer) {
+    s->on_client_timeout();
+  } else {
+    s->on_upstream_timeout();
+  }
+}
+
+void Session::on_client_timeout() {
+  if (closing_) return;
+  if (req_state_ == ReqState::kHead && in_len_ == 0) {
+    close();  // idle keep-alive connection: nothing to answer
+    return;
+  }
+  spdlog::debug("client {} timed out", client_);
+  fail(408);
+}
+
+void Session::on_upstream_timeout() {
+  if (closing_) return;
+  if (connecting_) {
+    spdlog::warn("upstream {} connect timed out", up_ ? up_->address().text : "?");
+    upstream_failed(true);
+    return;
+  }
+  spdlog::warn("upstream {} response timed out", up_ ? up_->address().text : "?");
+  fail(504);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client side: reading requests
+
+void Session::read_client() {
+  if (client_recv_.in_flight() || closing_) return;
+  ++inflight_;
+  client_recv_.submit(w_, fd_);
+}
+
+void Session::on_client_recv_cb(void* self, int res, std::uint32_t flags) {
+  static_cast<Session*>(self)->on_client_recv(res, flags);
+}
+
+void Session::on_client_recv(int res, std::uint32_t flags) {
+  --inflight_;
+  int bid = RecvOp::has_buffer(flags) ? RecvOp::buffer_id(flags) : -1;
+  if (closing_) {
+    if (bid >= 0) w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    return maybe_free();
+  }
+  if (res <= 0) {
+    // Client went away. Mid-request there is nobody left to answer.
+    if (bid >= 0) w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    close();
+    return;
+  }
+  auto n = static_cast<std::size_t>(res);
+  bytes_in_ += n;
+  const char* data = w_.buffers().data(static_cast<std::uint16_t>(bid));
+  if (req_state_ == ReqState::kHead) {
+    if (in_len_ == 0) {
+      request_start_ = w_.now();
+      w_.client_header_timeouts.arm(client_timer_, w_.now());
+    }
+    std::size_t room = w_.head_buffer_size() - in_len_;
+    std::size_t take = n < room ? n : room;
+    std::memcpy(in_.get() + in_len_, data, take);
+    in_len_ += take;
+    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    advance_request_head();
+    return;
+  }
+  if (req_state_ != ReqState::kBody || !up_ || resp_state_ == RespState::kLocal) {
+    // A late read after we stopped forwarding (an error answer is on its way): drop it.
+    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    return;
+  }
+  w_.client_body_timeouts.arm(client_timer_, w_.now());
+  handle_request_body(data, n, bid);
+}
+
+void Session::advance_request_head() {
+  std::size_t consumed = 0;
+  auto status = req_.parse(in_.get() + in_parsed_, in_len_ - in_parsed_, consumed);
+  in_parsed_ += consumed;
+  const std::size_t max_head = w_.config().limits.max_header_bytes;
+  switch (status) {
+    case http::MessageParser::Status::kNeedMore:
+      if (in_len_ >= max_head) return fail(431);
+      return read_client();
+    case http::MessageParser::Status::kError:
+      if (req_.too_many_headers()) return fail(431);
+      spdlog::debug("client {}: bad request: {}", client_, req_.error_reason());
+      return fail(400);
+    case http::MessageParser::Status::kHeadComplete:
+      if (in_parsed_ > max_head) return fail(431);
+      return on_request_head(in_parsed_);
+    case http::MessageParser::Status::kMessageComplete:
+      return fail(400);  // cannot happen before a head
+  }
+}
+
+void Session::on_request_head(std::size_t head_end) {
+  client_timer_.disarm();
+  head_end_ = head_end;
+  ++w_.counters().requests;
+  const http::Head& h = req_.head();
+  const char* base = in_.get();
+  request_is_head_ = h.method.in(base) == "HEAD";
+  client_keep_alive_ = h.keep_alive && !draining_ && !w_.draining();
+  bool has_host = false;
+  for (const http::HeaderSpan& f : h.headers) {
+    if (http::iequals(f.name.in(base), "host")) has_host = true;
+  }
+  // RFC 9112 §3.2: a 1.1 request without Host is invalid.
+  if (!has_host && h.version_minor >= 1) return fail(400);
+  std::uint64_t max_body = w_.config().limits.max_body_bytes;
+  if (max_body && h.has_content_length && h.content_length > max_body) return fail(413);
+
+  // Body bytes that arrived with the head: find where this request ends.
+  std::size_t consumed = 0;
+  auto status = req_.parse(in_.get() + in_parsed_, in_len_ - in_parsed_, consumed);
+  in_parsed_ += consumed;
+  if (status == http::MessageParser::Status::kError) return fail(400);
+  if (max_body && req_.body_bytes() > max_body) return fail(413);
+  if (status == http::MessageParser::Status::kMessageComplete) {
+    req_state_ = ReqState::kDone;
+    next_start_ = in_parsed_;
+  } else {
+    req_state_ = ReqState::kConnect;
+  }
+
+  if (listener_.respond) return respond_configured(*listener_.respond);
+  pool_ = listener_.pool;
+  tried_ = 0;
+  up_head_.clear();
+  start_upstream();
+}
+
+void Session::handle_request_body(const char* data, std::size_t len, int bid) {
+  std::size_t consumed = 0;
+  auto status = req_.parse(data, len, consumed);
+  if (status == http::MessageParser::Status::kError) {
+    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    return fail(400);
+  }
+  std::uint64_t max_body = w_.config().limits.max_body_bytes;
+  if (max_body && req_.body_bytes() > max_body) {
+    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    return fail(413);
+  }
+  if (status == http::MessageParser::Status::kMessageComplete) {
+    req_state_ = ReqState::kDone;
+    client_timer_.disarm();
+    // Bytes past the end belong to the next request: keep them after the current head (the body
+    // bytes that used to follow it are already forwarded).
+    in_len_ = head_end_;
+    std::size_t rest = len - consumed;
+    std::memcpy(in_.get() + in_len_, data + consumed, rest);
+    next_start_ = in_len_;
+    in_len_ += rest;
+  }
+  if (consumed == 0) {
+    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    return;
+  }
+  up_send_.clear();
+  up_send_.add(data, consumed);
+  up_send_bid_ = bid;
+  ++inflight_;
+  up_send_.submit(w_, up_->fd());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream: choosing, connecting, sending the request
+
+void Session::start_upstream(bool allow_idle) {
+  if (!pool_) return fail(503);
+  int server = pool_->balancer.pick(tried_, w_.now());
+  if (server < 0) {
+    spdlog::warn("pool {}: no server available for {}", pool_->cfg->name, client_);
+    return fail(503);
+  }
+  tried_ |= std::uint64_t{1} << server;
+  auto& idle = pool_->idle[server];
+  if (allow_idle && !idle.empty()) {
+    up_ = idle.back();
+    idle.pop_back();
+    up_->idle_timer_.disarm();
+    up_->idle_ = false;
+    up_->set_reused();
+    up_->attach(this);
+    ++w_.counters().upstream_reuses;
+    return send_request_head();
+  }
+  up_ = new UpstreamConn(w_, *pool_, server);
+  up_->attach(this);
+  if (req_state_ != ReqState::kDone) req_state_ = ReqState::kConnect;
+  w_.upstream_connect_timeouts.arm(upstream_timer_, w_.now());
+  connecting_ = true;
+  up_->connect();
+}
+
+void Session::on_upstream_connected(int res) {
+  connecting_ = false;
+  upstream_timer_.disarm();
+  if (res < 0) {
+    spdlog::warn("upstream {} connect failed: {}", up_->address().text, std::strerror(-res));
+    return upstream_failed(true);
+  }
+  pool_->balancer.mark_ok(up_->server());
+  send_request_head();
+}
+
+void Session::upstream_failed(bool connect_failure) {
+  if (connect_failure) pool_->balancer.mark_failed(up_->server(), w_.now());
+  release_upstream(false);
+  connecting_ = false;
+  start_upstream();  // next server, or 503 when all were tried
+}
+
+void Session::send_request_head() {
+  const http::Head& h = req_.head();
+  if (up_head_.empty()) {
+    http::RequestForwarding fwd;
+    fwd.client_ip = std::string_view(client_, client_ip_len_);
+    fwd.default_host = up_->address().text;
+    const config::Forwarding& cf = w_.config().forwarding;
+    fwd.x_forwarded_for = cf.x_forwarded_for;
+    fwd.x_forwarded_proto = cf.x_forwarded_proto;
+    fwd.via = cf.via;
+    http::write_upstream_request(in_.get(), h, fwd, up_head_);
+  }
+  resp_.set_request_was_head(request_is_head_);
+  resp_state_ = RespState::kHead;
+  rin_len_ = rin_parsed_ = 0;
+  response_bytes_seen_ = 0;
+  resp_.begin_head(rin_.get());
+  up_send_.clear();
+  up_send_.add(up_head_.data(), up_head_.size());
+  std::size_t body_end = req_state_ == ReqState::kDone ? next_start_ : in_parsed_;
+  up_send_.add(in_.get() + head_end_, body_end - head_end_);
+  up_send_bid_ = -1;
+  if (req_state_ != ReqState::kDone) req_state_ = ReqState::kBody;
+  ++inflight_;
+  up_send_.submit(w_, up_->fd());
+  w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+  up_->ensure_recv();
+}
+
+void Session::on_upstream_send_cb(void* self, int res, std::uint32_t) {
+  static_cast<Session*>(self)->on_upstream_send(res);
+}
+
+void Session::on_upstream_send(int res) {
+  --inflight_;
+  if (up_send_bid_ >= 0) {
+    w_.buffers().recycle(static_cast<std::uint16_t>(up_send_bid_));
+    up_send_bid_ = -1;
+  }
+  if (closing_) return maybe_free();
+  if (res < 0) {
+    // The upstream went away while we were sending. The receive side reports what the client
+    // gets (a retry, a 502, or the end of a response it already sent).
+    upstream_reusable_ = false;
+    return;
+  }
+  if (resp_state_ == RespState::kHead) w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+  if (req_state_ == ReqState::kBody) {
+    // Head (and body bytes read with it) are gone; from now on in_ only needs the head.
+    in_len_ = head_end_;
+    in_parsed_ = head_end_;
+    w_.client_body_timeouts.arm(client_timer_, w_.now());
+    read_client();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream: the response
+
+void Session::on_upstream_recv(int res, std::uint32_t flags) {
+  int bid = RecvOp::has_buffer(flags) ? RecvOp::buffer_id(flags) : -1;
+  if (closing_) {
+    if (bid >= 0) w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    return;
+  }
+  upstream_timer_.disarm();
+  if (res <= 0) {
+    if (bid >= 0) w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    if (resp_state_ == RespState::kBody && res == 0 && resp_.finish_at_eof()) {
+      // Body delimited by the server closing: that was the whole response.
+      resp_state_ = RespState::kDone;
+      upstream_reusable_ = false;
+      if (!client_send_.in_flight()) finish_exchange();
+      return;
+    }
+    if (response_started_) {
+      spdlog::warn("upstream {} closed mid-response", up_->address().text);
+      return close();
+    }
+    // Nothing of the response yet. A reused keep-alive connection may have been closed by the
+    // server just as we sent: retry once on a fresh one when that is safe.
+    bool retry = up_->reused() && response_bytes_seen_ == 0 && req_state_ == ReqState::kDone &&
+                 next_start_ == head_end_ && is_idempotent(req_.head().method.in(in_.get()));
+    if (retry && !up_send_.in_flight()) {
+      tried_ &= ~(std::uint64_t{1} << up_->server());
+      release_upstream(false);
+      return start_upstream(/*allow_idle=*/false);
+    }
+    spdlog::warn("upstream {} closed before responding", up_->address().text);
+    return fail(502);
+  }
+  auto n = static_cast<std::size_t>(res);
+  response_bytes_seen_ += n;
+  const char* data = w_.buffers().data(static_cast<std::uint16_t>(bid));
+  if (resp_state_ == RespState::kHead) {
+    std::size_t room = w_.head_buffer_size() - rin_len_;
+    if (n > room) {
+      w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+      spdlog::warn("upstream {} response head too large", up_->address().text);
+      return fail(502);
+    }
+    std::memcpy(rin_.get() + rin_len_, data, n);
+    rin_len_ += n;
+    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    return advance_response();
+  }
+  if (resp_state_ == RespState::kBody) return handle_response_body(data, n, bid);
+  // Bytes after the response ended: the server is confused; do not reuse it.
+  w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+  upstream_reusable_ = false;
+}
+
+void Session::advance_response() {
+  std::size_t consumed = 0;
+  auto status = resp_.parse(rin_.get() + rin_parsed_, rin_len_ - rin_parsed_, consumed);
+  rin_parsed_ += consumed;
+  switch (status) {
+    case http::MessageParser::Status::kNeedMore:
+      w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+      return up_->ensure_recv();
+    case http::MessageParser::Status::kError:
+    case http::MessageParser::Status::kMessageComplete:
+      spdlog::warn("upstream {} sent an invalid response: {}", up_->address().text,
+                   resp_.error_reason());
+      return fail(502);
+    case http::MessageParser::Status::kHeadComplete:
+      break;
+  }
+  const http::Head& h = resp_.head();
+  if (h.status / 100 == 1) {
+    if (h.status == 101) return fail(502);  // we never ask for an upgrade
+    // Interim response (100 Continue): pass it on to 1.1 clients, then read the final one. Its
+    // empty "message" completes on the next parse, without consuming bytes.
+    std::size_t c2 = 0;
+    resp_.parse(rin_.get() + rin_parsed_, rin_len_ - rin_parsed_, c2);
+    bool forward = req_.head().version_minor >= 1 && !response_started_;
+    out_.clear();
+    if (forward) {
+      out_.append("HTTP/1.1 ");
+      out_.append(std::to_string(h.status)).append(" ").append(h.reason.in(rin_.get()));
+      out_.append("\r\n\r\n");
+    }
+    // Move what follows to the front; the final head starts there.
+    std::memmove(rin_.get(), rin_.get() + rin_parsed_, rin_len_ - rin_parsed_);
+    rin_len_ -= rin_parsed_;
+    rin_parsed_ = 0;
+    resp_.begin_head(rin_.get());
+    if (!forward) return advance_response();
+    resp_state_ = RespState::kInterim;
+    client_send_.clear();
+    client_send_.add(out_.data(), out_.size());
+    client_send_bid_ = -1;
+    ++inflight_;
+    client_send_.submit(w_, fd_);
+    return;
+  }
+  send_response_head();
+}
+
+void Session::send_response_head() {
+  const http::Head& h = resp_.head();
+  const http::Head& rq = req_.head();
+  status_ = h.status;
+  bool client10 = rq.version_minor == 0;
+  dechunk_ = client10 && h.chunked && !h.no_body;
+  if (!h.keep_alive) upstream_reusable_ = false;
+  bool keep = client_keep_alive_ && !h.body_until_eof && !dechunk_ && !draining_ && !w_.draining();
+  close_after_response_ = !keep;
+  http::ResponseForwarding fwd;
+  fwd.client_http10 = client10;
+  fwd.keep_alive = keep;
+  fwd.dechunk = dechunk_;
+  fwd.via = w_.config().forwarding.via;
+  out_.clear();
+  http::write_client_response(rin_.get(), h, fwd, out_);
+  response_started_ = true;
+  resp_state_ = RespState::kBody;
+  if (dechunk_) {
+    dechunked_.clear();
+    resp_.set_body_sink(&Session::dechunk_sink, this);
+  } else {
+    resp_.set_body_sink(nullptr, nullptr);
+  }
+  // Body bytes that came with the head.
+  std::size_t consumed = 0;
+  auto status = resp_.parse(rin_.get() + rin_parsed_, rin_len_ - rin_parsed_, consumed);
+  if (status == http::MessageParser::Status::kError) {
+    spdlog::warn("upstream {} sent an invalid body: {}", up_->address().text, resp_.error_reason());
+    upstream_reusable_ = false;
+    close_after_response_ = true;
+  }
+  if (status == http::MessageParser::Status::kMessageComplete) {
+    resp_state_ = RespState::kDone;
+    if (rin_parsed_ + consumed != rin_len_) upstream_reusable_ = false;
+  }
+  client_send_.clear();
+  client_send_.add(out_.data(), out_.size());
+  if (dechunk_) {
+    client_send_.add(dechunked_.data(), dechunked_.size());
+  } else {
+    client_send_.add(rin_.get() + rin_parsed_, consumed);
+  }
+  client_send_bid_ = -1;
+  ++inflight_;
+  client_send_.submit(w_, fd_);
+  if (status == http::MessageParser::Status::kError) resp_state_ = RespState::kDone;
+}
+
+void Session::dechunk_sink(void* self, const char* data, std::size_t len) {
+  static_cast<Session*>(self)->dechunked_.append(data, len);
+}
+
+void Session::handle_response_body(const char* data, std::size_t len, int bid) {
+  std::size_t consumed = 0;
+  if (dechunk_) dechunked_.clear();
+  auto status = resp_.parse(data, len, consumed);
+  if (status == http::MessageParser::Status::kError) {
+    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    spdlog::warn("upstream {} sent an invalid body: {}", up_->address().text, resp_.error_reason());
+    return close();
+  }
+  if (status == http::MessageParser::Status::kMessageComplete) {
+    resp_state_ = RespState::kDone;
+    if (consumed != len) upstream_reusable_ = false;
+  }
+  client_send_.clear();
+  if (dechunk_) {
+    client_send_.add(dechunked_.data(), dechunked_.size());
+  } else {
+    client_send_.add(data, consumed);
+  }
+  if (client_send_.total() == 0) {
+    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    if (resp_state_ == RespState::kDone) return finish_exchange();
+    w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+    return up_->ensure_recv();
+  }
+  client_send_bid_ = bid;
+  ++inflight_;
+  client_send_.submit(w_, fd_);
+}
+
+void Session::on_client_send_cb(void* self, int res, std::uint32_t) {
+  static_cast<Session*>(self)->on_client_send(res);
+}
+
+void Session::on_client_send(int res) {
+  --inflight_;
+  if (client_send_bid_ >= 0) {
+    w_.buffers().recycle(static_cast<std::uint16_t>(client_send_bid_));
+    client_send_bid_ = -1;
+  }
+  if (closing_) return maybe_free();
+  if (res < 0) return close();
+  bytes_out_ += static_cast<std::uint64_t>(res);
+  switch (resp_state_) {
+    case RespState::kLocal:
+      log_access();
+      if (close_after_response_) return close();
+      return next_request();
+    case RespState::kInterim:
+      resp_state_ = RespState::kHead;
+      return advance_response();
+    case RespState::kBody:
+      w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+      return up_->ensure_recv();
+    case RespState::kDone:
+      return finish_exchange();
+    default:
+      return;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// End of an exchange
+
+void Session::finish_exchange() {
+  log_access();
+  bool request_complete = req_state_ == ReqState::kDone && !up_send_.in_flight();
+  if (up_) release_upstream(upstream_reusable_ && request_complete);
+  if (close_after_response_ || !request_complete) return close();
+  next_request();
+}
+
+void Session::next_request() {
+  // Pipelined bytes of the next request move to the front of in_.
+  std::size_t rest = req_state_ == ReqState::kDone ? in_len_ - next_start_ : 0;
+  if (rest) std::memmove(in_.get(), in_.get() + next_start_, rest);
+  in_len_ = rest;
+  in_parsed_ = head_end_ = next_start_ = 0;
+  req_state_ = ReqState::kHead;
+  resp_state_ = RespState::kNone;
+  response_started_ = false;
+  upstream_reusable_ = true;
+  close_after_response_ = false;
+  dechunk_ = false;
+  status_ = 0;
+  bytes_in_ = rest;
+  bytes_out_ = 0;
+  up_head_.clear();
+  req_.begin_head(in_.get());
+  if (draining_ || w_.draining()) {
+    if (rest == 0) return close();
+  }
+  if (rest) {
+    request_start_ = w_.now();
+    w_.client_header_timeouts.arm(client_timer_, w_.now());
+    return advance_request_head();
+  }
+  w_.client_idle_timeouts.arm(client_timer_, w_.now());
+  read_client();
+}
+
+void Session::respond_configured(const config::Respond& r) {
+  status_ = r.status;
+  // A body we did not read would be taken for the next request: close instead of draining it.
+  if (req_state_ != ReqState::kDone) client_keep_alive_ = false;
+  close_after_response_ = !client_keep_alive_;
+  out_.clear();
+  http::write_respond(r, client_keep_alive_, request_is_head_, out_);
+  resp_state_ = RespState::kLocal;
+  response_started_ = true;
+  client_send_.clear();
+  client_send_.add(out_.data(), out_.size());
+  client_send_bid_ = -1;
+  ++inflight_;
+  client_send_.submit(w_, fd_);
+}
+
+void Session::fail(int status) {
+  if (closing_) return;
+  client_timer_.disarm();
+  upstream_timer_.disarm();
+  if (up_) release_upstream(false);
+  if (response_started_ || client_send_.in_flight()) {
+    // The client already has (part of) another answer: all we can do is stop.
+    return close();
+  }
+  status_ = status;
+  spdlog::info("{} {} -> {}", client_, listener_.cfg->name, status);
+  out_.clear();
+  http::write_error_response(status, out_);
+  resp_state_ = RespState::kLocal;
+  response_started_ = true;
+  close_after_response_ = true;
+  client_send_.clear();
+  client_send_.add(out_.data(), out_.size());
+  client_send_bid_ = -1;
+  ++inflight_;
+  client_send_.submit(w_, fd_);
+}
+
+void Session::log_access() {
+  if (!w_.access_log_enabled()) return;
+  AccessRecord r;
+  r.listener = listener_.cfg->name;
+  r.client = client_;
+  if (!req_.in_head()) {
+    r.method = req_.head().method.in(in_.get());
+    r.target = req_.head().target.in(in_.get());
+  } else {
+    r.method = "-";
+    r.target = "-";
+  }
+  r.status = status_;
+  r.bytes_in = bytes_in_;
+  r.bytes_out = bytes_out_;
+  r.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - request_start_).count();
+  r.upstream = up_ ? std::string_view(up_->address().text) : std::string_view("-");
+  w_.access_log().push(r, w_.config().access_log.format);
+}
+
+}  // namespace switchyard::proxy

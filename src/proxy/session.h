@@ -1,0 +1,180 @@
+// A client connection and the upstream connection serving its current request.
+//
+// Session drives one HTTP/1.1 exchange at a time (pipelined requests wait in its buffer and are
+// answered in order) with both directions streaming at once: request body client -> upstream,
+// response upstream -> client. Bodies move through BufferRing buffers without copies; only heads
+// are copied, into the session's head buffers, where the parser's spans point.
+//
+// Worker thread only. A Session frees itself (via the worker) once closed and every operation it
+// issued has completed; an UpstreamConn likewise.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "http/message_parser.h"
+#include "proxy/deadline.h"
+#include "proxy/io_ops.h"
+#include "proxy/worker.h"
+
+namespace switchyard::proxy {
+
+class Session;
+
+class UpstreamConn {
+ public:
+  UpstreamConn(Worker& w, PoolRuntime& pool, int server);
+
+  // Starts a non-blocking connect; the result goes to the attached session.
+  void connect();
+  void attach(Session* s) { owner_ = s; }
+  // Arms a receive unless one is pending; its completion goes to the owner (or closes an idle
+  // connection the server gave up on).
+  void ensure_recv();
+  // Parks the connection in its pool's idle list, keeping a receive armed to notice a close.
+  void release_to_pool();
+  // Closes the connection once its operations complete.
+  void close();
+
+  int fd() const { return fd_; }
+  int server() const { return server_; }
+  PoolRuntime& pool() { return *pool_; }
+  bool reused() const { return reused_; }
+  void set_reused() { reused_ = true; }
+  const config::SocketAddress& address() const { return pool_->cfg->servers[server_].address; }
+
+ private:
+  static void on_connect(void* self, int res, std::uint32_t flags);
+  static void on_recv(void* self, int res, std::uint32_t flags);
+  static void on_idle_timeout(void* self, int tag);
+  void maybe_free();
+
+  Worker& w_;
+  PoolRuntime* pool_;
+  int server_;
+  int fd_ = -1;
+  Session* owner_ = nullptr;
+  bool idle_ = false;
+  bool closing_ = false;
+  bool reused_ = false;
+  int inflight_ = 0;
+  SimpleOp connect_op_;
+  RecvOp recv_;
+  Deadline idle_timer_;
+  friend class Worker;
+  friend class Session;
+};
+
+class Session {
+ public:
+  Session(Worker& w, ListenerRuntime& listener, int fd);
+  ~Session();
+
+  void start();
+  // Graceful shutdown: close now if idle between requests, else after the current response.
+  void drain();
+  // Shutdown deadline passed: close regardless.
+  void abort() { close(); }
+
+  // From UpstreamConn.
+  void on_upstream_connected(int res);
+  void on_upstream_recv(int res, std::uint32_t flags);
+
+  std::size_t index = 0;  // position in the worker's session list
+
+ private:
+  enum class ReqState { kHead, kConnect, kBody, kDone };
+  enum class RespState { kNone, kHead, kInterim, kBody, kDone, kLocal };
+  enum Timer { kClientTimer, kUpstreamTimer };
+
+  static void on_client_recv_cb(void* self, int res, std::uint32_t flags);
+  static void on_client_send_cb(void* self, int res, std::uint32_t flags);
+  static void on_upstream_send_cb(void* self, int res, std::uint32_t flags);
+  static void on_timer(void* self, int tag);
+
+  void on_client_recv(int res, std::uint32_t flags);
+  void on_client_send(int res);
+  void on_upstream_send(int res);
+  void on_client_timeout();
+  void on_upstream_timeout();
+
+  void read_client();
+  void advance_request_head();
+  void on_request_head(std::size_t head_end);
+  void handle_request_body(const char* data, std::size_t len, int bid);
+  void start_upstream(bool allow_idle = true);
+  void send_request_head();
+  void upstream_failed(bool connect_failure);
+  void advance_response();
+  void send_response_head();
+  void handle_response_body(const char* data, std::size_t len, int bid);
+  void finish_exchange();
+  void next_request();
+  void respond_configured(const config::Respond& r);
+  void fail(int status);
+  void close();
+  void release_upstream(bool reusable);
+  void log_access();
+  void maybe_free();
+  static void dechunk_sink(void* self, const char* data, std::size_t len);
+
+  Worker& w_;
+  ListenerRuntime& listener_;
+  int fd_;
+  char client_[INET6_ADDRSTRLEN + 8] = "-";  // "ip:port"
+  std::size_t client_ip_len_ = 0;
+
+  // Request side. in_ holds the current request head, then body bytes read with it, then any
+  // bytes of the next (pipelined) request from next_start_.
+  http::MessageParser req_;
+  std::unique_ptr<char[]> in_;
+  std::size_t in_len_ = 0;
+  std::size_t in_parsed_ = 0;
+  std::size_t head_end_ = 0;
+  std::size_t next_start_ = 0;  // where the next request starts in in_ (valid once kDone)
+  ReqState req_state_ = ReqState::kHead;
+  bool client_keep_alive_ = true;
+  bool request_is_head_ = false;
+  bool connecting_ = false;
+  std::string up_head_;  // request head as sent upstream (kept for a retry)
+  std::uint64_t tried_ = 0;
+  PoolRuntime* pool_ = nullptr;
+  UpstreamConn* up_ = nullptr;
+  std::uint64_t bytes_in_ = 0;
+  Clock::time_point request_start_;
+
+  // Response side. rin_ holds the response head, then body bytes read with it.
+  http::MessageParser resp_;
+  std::unique_ptr<char[]> rin_;
+  std::size_t rin_len_ = 0;
+  std::size_t rin_parsed_ = 0;
+  RespState resp_state_ = RespState::kNone;
+  bool response_started_ = false;  // response head sent (or sending) to the client
+  bool upstream_reusable_ = true;
+  bool dechunk_ = false;
+  bool close_after_response_ = false;
+  std::string out_;        // response head / local response
+  std::string dechunked_;  // de-chunked body piece for HTTP/1.0 clients
+  int status_ = 0;
+  std::uint64_t bytes_out_ = 0;
+  std::uint64_t response_bytes_seen_ = 0;
+
+  // Operations in flight (each counted in inflight_).
+  RecvOp client_recv_;
+  SendOp client_send_;
+  SendOp up_send_;
+  int client_send_bid_ = -1;  // buffer to recycle when client_send_ completes
+  int up_send_bid_ = -1;
+  int inflight_ = 0;
+  bool closing_ = false;
+  bool freed_ = false;
+  bool draining_ = false;
+
+  Deadline client_timer_;
+  Deadline upstream_timer_;
+};
+
+}  // namespace switchyard::proxy
