@@ -57,6 +57,12 @@ void MessageParser::begin_head(const char* base) {
   base_ = base;
 }
 
+void MessageParser::reset(const char* base) {
+  llhttp_reset(&parser_);
+  base_ = base;
+  in_head_ = true;
+}
+
 MessageParser::Status MessageParser::parse(const char* data, std::size_t len,
                                            std::size_t& consumed) {
   pause_ = Pause::kNone;

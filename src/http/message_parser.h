@@ -64,6 +64,9 @@ class MessageParser {
   // offsets may not: spans are offsets).
   void begin_head(const char* base);
 
+  // Forgets everything about earlier messages (as on a new connection) and begins a head.
+  void reset(const char* base);
+
   // For responses: the request was HEAD, so the response has no body whatever it announces.
   void set_request_was_head(bool head) { request_was_head_ = head; }
 

@@ -86,7 +86,7 @@ void UpstreamConn::on_recv(void* self, int res, std::uint32_t flags) {
     // Idle: the server closed the connection (or sent bytes nobody asked for). Either way it can
     // no longer carry a request.
     if (RecvOp::has_buffer(flags)) c->w_.buffers().recycle(RecvOp::buffer_id(flags));
-    if (!c->closing_) c->close();
+    if (!c->closing_) return c->close();  // frees the connection once nothing is in flight
     return c->maybe_free();
   }
   c->owner_->on_upstream_recv(res, flags);
@@ -452,7 +452,8 @@ void Session::send_request_head() {
   resp_state_ = RespState::kHead;
   rin_len_ = rin_parsed_ = 0;
   response_bytes_seen_ = 0;
-  resp_.begin_head(rin_.get());
+  // A fresh parser per exchange: the last response may have left llhttp in its closed state.
+  resp_.reset(rin_.get());
   up_send_.clear();
   up_send_.add(up_head_.data(), up_head_.size());
   std::size_t body_end = req_state_ == ReqState::kDone ? next_start_ : in_parsed_;
