@@ -78,11 +78,101 @@ struct Respond {
   std::string body;
 };
 
+// A network prefix for `source` matching ("10.0.0.0/8", "::1/128"; a bare address is /32 or /128).
+struct Cidr {
+  int family = AF_INET;               // AF_INET or AF_INET6
+  std::uint8_t address[16] = {};      // network byte order; first 4 bytes for IPv4
+  int prefix_length = 0;
+  std::string text;
+};
+
+// How a header, query parameter or cookie value is tested.
+struct ValueTest {
+  enum class Op { kPresent, kAbsent, kExact, kRegex };
+  Op op = Op::kPresent;
+  std::string value;  // kExact: the value; kRegex: an RE2 pattern (validated by the loader)
+};
+
+// A request predicate. Several keys in one YAML `match` map form a kAll of them.
+struct Match {
+  enum class Kind {
+    kAll,         // children all match (an empty kAll matches everything)
+    kAny,         // at least one child matches
+    kNot,         // the single child does not match
+    kHost,        // patterns: "example.com" exact or "*.example.com" suffix; case-insensitive,
+                  // port ignored; any pattern matching is enough
+    kPath,        // patterns: exact normalised paths (any)
+    kPathPrefix,  // patterns: prefixes of the normalised path (any)
+    kPathRegex,   // patterns[0]: RE2 pattern searched in the normalised path (anchor it yourself)
+    kMethod,      // patterns: method names, case-sensitive as in HTTP (any)
+    kHeader,      // name (case-insensitive) + test; any value of a repeated header may satisfy it
+    kQuery,       // name (exact, after percent-decoding) + test
+    kCookie,      // name (exact) + test (kPresent/kAbsent/kExact)
+    kSource,      // cidrs: client address in any of them
+  };
+  Kind kind = Kind::kAll;
+  SourceMark mark;
+  std::vector<Match> children;
+  std::vector<std::string> patterns;
+  std::string name;
+  ValueTest test;
+  std::vector<Cidr> cidrs;
+};
+
+struct WeightedPool {
+  std::string pool;
+  std::uint32_t weight = 1;
+};
+
+// `split`: a weighted choice among pools. Without `sticky` each request draws independently
+// (from a per-request hash, so the choice is stable for that request); with it, requests carrying
+// the same header/cookie value always land on the same pool while weights are unchanged.
+struct Split {
+  std::vector<WeightedPool> pools;
+  enum class StickyOn { kNone, kHeader, kCookie };
+  StickyOn sticky_on = StickyOn::kNone;
+  std::string sticky_name;
+};
+
+// `redirect`: each part is a template where {scheme}, {host}, {path} and {query} stand for the
+// request's own (host without port; query without "?"); an absent part keeps the request's.
+struct Redirect {
+  int status = 302;  // 301, 302, 303, 307 or 308
+  std::optional<std::string> scheme;
+  std::optional<std::string> host;
+  std::optional<std::string> path;
+  std::optional<std::string> query;
+};
+
+struct HeaderEdits {
+  std::vector<Header> set;             // replace every existing value
+  std::vector<Header> add;             // append a field
+  std::vector<std::string> remove;     // drop every field with this name
+  bool empty() const { return set.empty() && add.empty() && remove.empty(); }
+};
+
+// Path rewrite applied before forwarding (to the path only; the query is kept).
+struct PathRewrite {
+  enum class Kind { kNone, kPrefix, kRegex };
+  Kind kind = Kind::kNone;
+  std::string from;  // kPrefix: prefix to replace; kRegex: RE2 pattern
+  std::string to;    // kPrefix: replacement; kRegex: replacement with \1..\9 captures
+};
+
 // One entry of an ordered, first-match route table. Without a match it matches every request.
+// Exactly one action: pool, split, redirect, respond or goto (a jump to another table, whose
+// first matching route decides; a table that matches nothing falls through to the next route).
 struct Route {
   SourceMark mark;
-  std::optional<std::string> pool;  // forward to this pool, or
-  std::optional<Respond> respond;   // answer directly
+  std::optional<Match> match;
+  std::optional<std::string> pool;
+  std::optional<Split> split;
+  std::optional<Redirect> redirect;
+  std::optional<Respond> respond;
+  std::optional<std::string> go_to;
+  HeaderEdits request_headers;
+  HeaderEdits response_headers;
+  PathRewrite rewrite;
 };
 
 struct RouteTable {
