@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "proxy/demo.h"
 #include "proxy/server.h"
+#include "proxy/snapshot.h"
 
 namespace {
 
@@ -72,9 +73,15 @@ int main(int argc, char** argv) {
                  loaded.diagnostics.size() == 1 ? "" : "s", config_path.c_str());
     return 1;
   }
+  std::string err;
+  auto snapshot = switchyard::proxy::make_snapshot(loaded.config, err);
+  if (!snapshot) {
+    std::fprintf(stderr, "%s: %s\n", config_path.c_str(), err.c_str());
+    return 1;
+  }
   if (command == "check") {
     std::printf("%s: configuration is valid\n", config_path.c_str());
     return 0;
   }
-  return switchyard::proxy::run_server(loaded.config);
+  return switchyard::proxy::run_server(snapshot, config_path);
 }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
+#include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -22,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "rules/rule_set.h"  // normalize_path
+
 namespace switchyard::config {
 namespace {
 
@@ -36,9 +39,33 @@ constexpr std::string_view kTopLevelKeys[] = {"workers",  "access_log", "limits"
                                               "routes",   "pools",      "admin"};
 constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
 constexpr std::string_view kListenerKeys[] = {"name", "bind", "routes"};
-// `match` is listed so that it gets its own explanation rather than a generic "unknown key".
-constexpr std::string_view kRouteKeys[] = {"pool", "respond", "match"};
+constexpr std::string_view kRouteKeys[] = {
+    "match",  "pool",   "split",           "redirect",         "respond",
+    "goto",   "sticky", "request_headers", "response_headers", "rewrite"};
+// The actions of a route, of which it has exactly one, in the order messages list them.
+constexpr std::string_view kRouteActions[] = {"pool", "split", "redirect", "respond", "goto"};
 constexpr std::string_view kRespondKeys[] = {"status", "headers", "body"};
+constexpr std::string_view kMatchKeys[] = {"host",   "path",  "path_prefix", "path_regex",
+                                           "method", "header", "query",      "cookie",
+                                           "source", "all",    "any",        "not"};
+constexpr std::string_view kValueTestKeys[] = {"present", "exact", "regex"};
+constexpr std::string_view kSplitEntryKeys[] = {"pool", "weight"};
+constexpr std::string_view kStickyKeys[] = {"cookie", "header"};
+constexpr std::string_view kRedirectKeys[] = {"status", "scheme", "host", "path", "query"};
+constexpr std::string_view kHeaderEditKeys[] = {"set", "add", "remove"};
+constexpr std::string_view kRewriteKeys[] = {"path_prefix", "path_regex"};
+constexpr std::string_view kRewritePrefixKeys[] = {"from", "to"};
+constexpr std::string_view kRewriteRegexKeys[] = {"pattern", "replace"};
+
+constexpr int kRedirectStatuses[] = {301, 302, 303, 307, 308};
+constexpr std::string_view kRedirectPlaceholders[] = {"{scheme}", "{host}", "{path}", "{query}"};
+constexpr int kMaxSplitWeight = 1000;
+// Hop-by-hop and framing headers: the proxy writes these itself, so a header edit must not.
+constexpr std::string_view kUneditableHeaders[] = {
+    "connection", "keep-alive", "proxy-connection", "te",
+    "trailer",    "upgrade",    "transfer-encoding", "content-length"};
+// Removing these would leave a message the proxy could not frame.
+constexpr std::string_view kUnremovableHeaders[] = {"content-length", "transfer-encoding"};
 constexpr std::size_t kMaxServersPerPool = 64;
 constexpr std::string_view kPoolKeys[] = {"scheduler", "max_idle_per_server", "servers"};
 constexpr std::string_view kServerKeys[] = {"address", "weight"};
@@ -302,6 +329,213 @@ int port_of(const SocketAddress& a) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Routing language helpers: pure checks on single values, each returning an error message
+// (empty when the value is fine) so that the Loader decides where to point at it.
+
+bool contains(std::span<const std::string_view> list, std::string_view word) {
+  return std::find(list.begin(), list.end(), word) != list.end();
+}
+
+bool icontains(std::span<const std::string_view> list, std::string_view word) {
+  return std::any_of(list.begin(), list.end(), [&](std::string_view w) { return iequals(w, word); });
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = ascii_lower(c);
+  return out;
+}
+
+bool is_unreserved(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+         c == '.' || c == '_' || c == '~';
+}
+
+// A character for a message: itself if printable, else \xHH.
+std::string shown_char(char c) {
+  const auto byte = static_cast<unsigned char>(c);
+  if (byte > 0x20 && byte < 0x7f) return std::string(1, c);
+  return fmt::format("\\x{:02X}", byte);
+}
+
+// Characters a request path may contain literally (RFC 3986 pchar and "/"; "%" starts an escape).
+bool is_path_char(char c) {
+  constexpr std::string_view kOthers = "!$&'()*+,;=:@/%";
+  return is_unreserved(c) || kOthers.find(c) != std::string_view::npos;
+}
+
+// A `path` or `path_prefix` pattern: compared against normalised request paths, so it must be in
+// normalised form itself or it could never match.
+std::string check_path_pattern(std::string_view pattern) {
+  if (pattern.empty() || pattern.front() != '/') {
+    return fmt::format("path pattern '{}' must start with '/'", pattern);
+  }
+  if (pattern.find('?') != std::string_view::npos) {
+    return fmt::format(
+        "path pattern '{}' must not contain '?': the query is not part of the path; match it "
+        "with query",
+        pattern);
+  }
+  for (char c : pattern) {
+    if (!is_path_char(c)) {
+      return fmt::format("path pattern '{}' contains '{}'; write it percent-encoded as %{:02X}",
+                         pattern, shown_char(c), static_cast<unsigned char>(c));
+    }
+  }
+  // The matcher's own normalisation, so a pattern is accepted exactly when it can match.
+  std::string normalised;
+  if (!rules::normalize_path(pattern, normalised)) {
+    return fmt::format("path pattern '{}' has a malformed percent-escape; '%' must be followed "
+                       "by two hex digits",
+                       pattern);
+  }
+  if (normalised != pattern) {
+    return fmt::format("path pattern is not normalised; did you mean '{}'?", normalised);
+  }
+  return {};
+}
+
+// A `host` pattern as written (the loader stores it lower-cased): "example.com", "*.example.com"
+// or a bracketed IPv6 literal. Hosts are compared without their port.
+std::string check_host_pattern(std::string_view host) {
+  if (host.empty()) return "host pattern must not be empty";
+  if (host == "*") return "host pattern '*' matches every host; leave out host instead";
+  if (host.front() == '[') {
+    const std::size_t close = host.find(']');
+    if (close != std::string_view::npos && close + 1 < host.size()) {
+      return fmt::format("host pattern '{}' must not include a port; ports are ignored when "
+                         "matching hosts",
+                         host);
+    }
+    in6_addr address{};
+    const std::string literal(host.substr(1, close == std::string_view::npos ? 0 : close - 1));
+    if (close == std::string_view::npos || inet_pton(AF_INET6, literal.c_str(), &address) != 1) {
+      return fmt::format("invalid host pattern '{}': expected a name or a bracketed IPv6 address",
+                         host);
+    }
+    return {};
+  }
+  if (host.find(':') != std::string_view::npos) {
+    return fmt::format(
+        "host pattern '{}' must not include a port; ports are ignored when matching hosts", host);
+  }
+  std::string_view name = host;
+  if (name.starts_with("*.")) name.remove_prefix(2);
+  if (name.find('*') != std::string_view::npos) {
+    return fmt::format("invalid host pattern '{}': '*' is only allowed as a leading '*.'", host);
+  }
+  if (name.empty()) return fmt::format("invalid host pattern '{}': no name after '*.'", host);
+  if (name.ends_with('.')) {
+    // Request hosts are compared without their trailing dot, so this could never match.
+    std::string_view without = host;
+    while (without.ends_with('.')) without.remove_suffix(1);
+    return fmt::format("host pattern '{}' must not end with '.'; did you mean '{}'?", host,
+                       without);
+  }
+  for (char c : name) {
+    const char l = ascii_lower(c);  // matched case-insensitively
+    if (!((l >= 'a' && l <= 'z') || (l >= '0' && l <= '9') || l == '-' || l == '.' || l == '_')) {
+      return fmt::format("invalid character '{}' in host pattern '{}'", c, host);
+    }
+  }
+  return {};
+}
+
+// "10.0.0.0/8", "fd00::/8" or a bare address (a /32 or /128).
+std::string parse_cidr(std::string_view text, Cidr& out) {
+  Cidr cidr;
+  cidr.text = std::string(text);
+  const std::size_t slash = text.find('/');
+  const std::string address(text.substr(0, slash));
+  if (inet_pton(AF_INET, address.c_str(), cidr.address) == 1) {
+    cidr.family = AF_INET;
+  } else if (inet_pton(AF_INET6, address.c_str(), cidr.address) == 1) {
+    cidr.family = AF_INET6;
+  } else {
+    return fmt::format(
+        "invalid source '{}': expected an IP address or a CIDR prefix, e.g. 10.0.0.0/8 or "
+        "fd00::/8",
+        text);
+  }
+  const int max_length = cidr.family == AF_INET ? 32 : 128;
+  cidr.prefix_length = max_length;
+  if (slash != std::string_view::npos) {
+    const std::string_view length = text.substr(slash + 1);
+    int n = -1;
+    if (all_digits(length) && length.size() <= 3) {
+      std::from_chars(length.data(), length.data() + length.size(), n);
+    }
+    if (n < 0 || n > max_length) {
+      return fmt::format("invalid prefix length in '{}': expected 0..{}", text, max_length);
+    }
+    cidr.prefix_length = n;
+  }
+  // The network address: the same bytes with every bit past the prefix cleared.
+  std::uint8_t network[16] = {};
+  const int bytes = max_length / 8;
+  for (int i = 0; i < bytes; ++i) {
+    const int bits = std::clamp(cidr.prefix_length - i * 8, 0, 8);
+    const auto mask = static_cast<std::uint8_t>(bits == 0 ? 0 : 0xFF << (8 - bits));
+    network[i] = cidr.address[i] & mask;
+  }
+  if (std::memcmp(network, cidr.address, static_cast<std::size_t>(bytes)) != 0) {
+    char buffer[INET6_ADDRSTRLEN] = {};
+    inet_ntop(cidr.family, network, buffer, sizeof buffer);
+    return fmt::format("{} has host bits set; did you mean {}/{}?", text, buffer,
+                       cidr.prefix_length);
+  }
+  out = std::move(cidr);
+  return {};
+}
+
+// A redirect part: literal text with {scheme}, {host}, {path} and {query} placeholders.
+std::string check_template(std::string_view text, std::string_view part) {
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '}') return fmt::format("unmatched '}}' in redirect {}", part);
+    if (text[i] != '{') continue;
+    const std::size_t close = text.find('}', i);
+    if (close == std::string_view::npos) return fmt::format("unmatched '{{' in redirect {}", part);
+    const std::string_view placeholder = text.substr(i, close - i + 1);
+    if (!contains(kRedirectPlaceholders, placeholder)) {
+      return fmt::format("unknown placeholder '{}' in redirect {}; valid placeholders: {}",
+                         placeholder, part, join(kRedirectPlaceholders));
+    }
+    i = close;
+  }
+  for (char c : text) {
+    // The result goes into a Location header: CR or LF would end it and start another.
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      return fmt::format("redirect {} must not contain spaces or control characters", part);
+    }
+  }
+  return {};
+}
+
+// A rewrite replacement: \N refers to capture group N (0 = the whole match), \\ is a
+// backslash, anything else is literal.
+std::string check_replacement(std::string_view replace, int groups) {
+  for (std::size_t i = 0; i < replace.size(); ++i) {
+    if (replace[i] != '\\') continue;
+    if (i + 1 == replace.size() ||
+        !(replace[i + 1] == '\\' || (replace[i + 1] >= '0' && replace[i + 1] <= '9'))) {
+      return "invalid escape in rewrite replace: '\\' must be followed by a digit or another "
+             "'\\'";
+    }
+    ++i;
+  }
+  const int highest = RE2::MaxSubmatch(replace);
+  if (highest > groups) {
+    if (groups == 0) {
+      return fmt::format("rewrite replace refers to \\{}, but the pattern has no capture groups",
+                         highest);
+    }
+    return fmt::format("rewrite replace refers to \\{}, but the pattern has only {} capture {}",
+                       highest, groups, groups == 1 ? "group" : "groups");
+  }
+  return {};
+}
+
+// ---------------------------------------------------------------------------------------------
 // YAML access with positions.
 
 SourceMark mark_of(const YAML::Mark& m) {
@@ -414,8 +648,27 @@ class Loader {
   void read_listener(const Value& v);
   void read_route_tables(const Value& v);
   void read_route_table(const std::string& name, const Value& v);
-  std::optional<Route> read_route(const Value& v, bool& matches_everything);
+  std::optional<Route> read_route(const std::string& table, const Value& v,
+                                  bool& matches_everything);
   std::optional<Respond> read_respond(const Value& v);
+
+  // The routing language.
+  struct Item {
+    std::string text;
+    SourceMark mark;
+  };
+  std::optional<std::vector<Item>> read_strings(const Value& v, std::string_view what);
+  std::optional<std::string> read_regex(const Value& v, int* capture_groups = nullptr);
+  std::optional<Match> read_match(const Value& v);
+  std::optional<Match> read_matcher(const Field& f);
+  std::optional<Match> read_value_tests(const Field& f, Match::Kind kind);
+  std::optional<ValueTest> read_value_test(const Value& v, std::string_view what);
+  std::optional<Split> read_split(const Value& v);
+  bool read_sticky(const Value& v, Split& split);
+  std::optional<Redirect> read_redirect(const Value& v);
+  std::optional<HeaderEdits> read_header_edits(const Value& v, std::string_view section);
+  std::optional<PathRewrite> read_rewrite(const Value& v);
+  void check_gotos();
   void read_pools(const Value& v);
   void read_pool(const std::string& name, const Value& v);
   std::optional<Server> read_server(const Value& v);
@@ -435,6 +688,14 @@ class Loader {
   std::vector<std::string> defined_pools_;
   std::vector<Reference> table_refs_;
   std::vector<Reference> pool_refs_;
+
+  // `goto` jumps between tables, for cycle detection once every table is read.
+  struct GotoEdge {
+    std::string from;
+    std::string to;
+    SourceMark mark;
+  };
+  std::vector<GotoEdge> gotos_;
 
   struct BindUse {
     std::string owner;  // "listener 'web'"
@@ -799,7 +1060,7 @@ void Loader::read_route_table(const std::string& name, const Value& v) {
       ok = false;
     }
     bool matches_everything = false;
-    auto route = read_route(route_value, matches_everything);
+    auto route = read_route(name, route_value, matches_everything);
     if (matches_everything && !catch_all_line) catch_all_line = route_value.mark.line;
     if (route) {
       table.routes.push_back(std::move(*route));
@@ -810,29 +1071,35 @@ void Loader::read_route_table(const std::string& name, const Value& v) {
   if (ok) config_.routes.emplace(name, std::move(table));
 }
 
-std::optional<Route> Loader::read_route(const Value& v, bool& matches_everything) {
+std::optional<Route> Loader::read_route(const std::string& table, const Value& v,
+                                        bool& matches_everything) {
   auto map = open_map(v, "route", kRouteKeys);
   if (!map) return std::nullopt;
   Route route;
   route.mark = map->mark;
-  bool ok = true;
+  bool ok = map->fields.size() == v.node.size();  // false: open_map reported a key
+  // A goto may fall through (its table can match nothing), so only a route without match whose
+  // action always answers matches every request. A route with a misspelt key is not counted:
+  // the typo may well be `match`, and "unreachable" on every later route would only be noise.
+  matches_everything = ok && map->field("match") == nullptr && map->get("goto") == nullptr;
+
+  std::vector<std::string_view> actions;
+  for (std::string_view action : kRouteActions) {
+    if (map->get(action) != nullptr) actions.push_back(action);
+  }
+  if (actions.size() != 1) {
+    error(map->mark, fmt::format("route needs exactly one of {}", join(kRouteActions)));
+    ok = false;
+  }
+  // Only judged when the action is clear; with none or several the message above says enough.
+  const std::optional<std::string_view> action =
+      actions.size() == 1 ? std::optional(actions[0]) : std::nullopt;
+
   if (const Field* m = map->field("match")) {
-    error(m->key_mark,
-          "`match` is not supported by this build; a route without match matches every request");
-    ok = false;
-  } else {
-    matches_everything = true;
+    route.match = read_match(m->value);
+    ok = ok && route.match.has_value();
   }
-  const Value* pool = map->get("pool");
-  const Value* respond = map->get("respond");
-  if (pool != nullptr && respond != nullptr) {
-    error(map->mark, "a route needs exactly one of 'pool' or 'respond', not both");
-    ok = false;
-  } else if (pool == nullptr && respond == nullptr) {
-    error(map->mark, "a route needs exactly one of 'pool' or 'respond'");
-    ok = false;
-  }
-  if (pool != nullptr) {
+  if (const Value* pool = map->get("pool")) {
     if (auto name = read_name(*pool, "pool name")) {
       pool_refs_.push_back({*name, pool->mark});
       route.pool = *name;
@@ -840,12 +1107,594 @@ std::optional<Route> Loader::read_route(const Value& v, bool& matches_everything
       ok = false;
     }
   }
-  if (respond != nullptr) {
+  if (const Value* split = map->get("split")) {
+    route.split = read_split(*split);
+    ok = ok && route.split.has_value();
+  }
+  if (const Value* redirect = map->get("redirect")) {
+    route.redirect = read_redirect(*redirect);
+    ok = ok && route.redirect.has_value();
+  }
+  if (const Value* respond = map->get("respond")) {
     route.respond = read_respond(*respond);
     ok = ok && route.respond.has_value();
   }
+  if (const Value* go_to = map->get("goto")) {
+    if (auto name = read_name(*go_to, "goto table name")) {
+      if (*name == table) {
+        error(go_to->mark, fmt::format("a route cannot goto its own table '{}'", table));
+        ok = false;
+      } else {
+        table_refs_.push_back({*name, go_to->mark});
+        gotos_.push_back({table, *name, go_to->mark});
+        route.go_to = *name;
+      }
+    } else {
+      ok = false;
+    }
+  }
+  if (const Field* sticky = map->field("sticky")) {
+    if (action && *action != "split") {
+      error(sticky->key_mark, "sticky is only allowed with split");
+      ok = false;
+    }
+    Split unused;  // still validated when the split itself is wrong
+    ok = read_sticky(sticky->value, route.split ? *route.split : unused) && ok;
+  }
+  for (std::string_view key : {"request_headers", "response_headers", "rewrite"}) {
+    const Field* f = map->field(key);
+    if (f == nullptr) continue;
+    if (action && *action != "pool" && *action != "split") {
+      error(f->key_mark, fmt::format("{} is only allowed with pool or split", key));
+      ok = false;
+    }
+    if (key == "rewrite") {
+      auto rewrite = read_rewrite(f->value);
+      if (rewrite) route.rewrite = std::move(*rewrite);
+      ok = ok && rewrite.has_value();
+    } else {
+      auto edits = read_header_edits(f->value, key);
+      if (edits) (key == "request_headers" ? route.request_headers : route.response_headers) =
+          std::move(*edits);
+      ok = ok && edits.has_value();
+    }
+  }
   if (!ok) return std::nullopt;
   return route;
+}
+
+std::optional<std::vector<Loader::Item>> Loader::read_strings(const Value& v,
+                                                              std::string_view what) {
+  std::vector<Item> items;
+  if (v.node.IsScalar()) {
+    items.push_back({v.node.Scalar(), v.mark});
+    return items;
+  }
+  if (!v.node.IsSequence()) {
+    error(v.mark, fmt::format("expected a string or a list of strings, got {}", kind_of(v.node)));
+    return std::nullopt;
+  }
+  if (v.node.size() == 0) {
+    error(v.mark, fmt::format("{} needs at least one value", what));
+    return std::nullopt;
+  }
+  bool ok = true;
+  for (const YAML::Node& node : v.node) {
+    auto text = read_string(item_of(node));
+    if (text) items.push_back({std::move(*text), mark_of(node)});
+    ok = ok && text.has_value();
+  }
+  if (!ok) return std::nullopt;
+  return items;
+}
+
+std::optional<std::string> Loader::read_regex(const Value& v, int* capture_groups) {
+  auto pattern = read_string(v);
+  if (!pattern) return std::nullopt;
+  RE2::Options options;
+  options.set_log_errors(false);
+  const RE2 re(*pattern, options);
+  if (!re.ok()) {
+    error(v.mark, fmt::format("invalid regex: {}", re.error()));
+    return std::nullopt;
+  }
+  if (capture_groups != nullptr) *capture_groups = re.NumberOfCapturingGroups();
+  return pattern;
+}
+
+std::optional<Match> Loader::read_match(const Value& v) {
+  auto map = open_map(v, "match", kMatchKeys);
+  if (!map) return std::nullopt;
+  if (v.node.size() == 0) {
+    error(map->mark, "empty match");
+    return std::nullopt;
+  }
+  bool ok = map->fields.size() == v.node.size();
+  std::vector<Match> children;
+  for (const Field& f : map->fields) {
+    auto matcher = read_matcher(f);
+    if (matcher) children.push_back(std::move(*matcher));
+    ok = ok && matcher.has_value();
+  }
+  if (!ok) return std::nullopt;
+  if (children.size() == 1) return std::move(children.front());
+  Match all;
+  all.kind = Match::Kind::kAll;
+  all.mark = map->mark;
+  all.children = std::move(children);
+  return all;
+}
+
+std::optional<Match> Loader::read_matcher(const Field& f) {
+  Match match;
+  match.mark = f.key_mark;
+  const std::string& key = f.key;
+
+  if (key == "header" || key == "query" || key == "cookie") {
+    return read_value_tests(f, key == "header"  ? Match::Kind::kHeader
+                               : key == "query" ? Match::Kind::kQuery
+                                                : Match::Kind::kCookie);
+  }
+  if (key == "all" || key == "any") {
+    match.kind = key == "all" ? Match::Kind::kAll : Match::Kind::kAny;
+    if (!expect_list(f.value)) return std::nullopt;
+    if (f.value.node.size() == 0) {
+      error(f.value.mark, fmt::format("{} needs at least one match", key));
+      return std::nullopt;
+    }
+    bool ok = true;
+    for (const YAML::Node& node : f.value.node) {
+      auto child = read_match(item_of(node));
+      if (child) match.children.push_back(std::move(*child));
+      ok = ok && child.has_value();
+    }
+    if (!ok) return std::nullopt;
+    return match;
+  }
+  if (key == "not") {
+    match.kind = Match::Kind::kNot;
+    auto child = read_match(f.value);
+    if (!child) return std::nullopt;
+    match.children.push_back(std::move(*child));
+    return match;
+  }
+  if (key == "path_regex") {
+    match.kind = Match::Kind::kPathRegex;
+    auto pattern = read_regex(f.value);
+    if (!pattern) return std::nullopt;
+    match.patterns.push_back(std::move(*pattern));
+    return match;
+  }
+
+  // The rest take a string or a list of strings.
+  auto items = read_strings(f.value, key);
+  if (!items) return std::nullopt;
+  bool ok = true;
+  for (const Item& item : *items) {
+    std::string message;
+    if (key == "host") {
+      match.kind = Match::Kind::kHost;
+      message = check_host_pattern(item.text);
+      match.patterns.push_back(lower(item.text));
+    } else if (key == "path" || key == "path_prefix") {
+      match.kind = key == "path" ? Match::Kind::kPath : Match::Kind::kPathPrefix;
+      message = check_path_pattern(item.text);
+      match.patterns.push_back(item.text);
+    } else if (key == "method") {
+      match.kind = Match::Kind::kMethod;
+      const std::string& m = item.text;
+      const auto is_upper = [](char c) { return c >= 'A' && c <= 'Z'; };
+      const auto is_letter = [&](char c) { return is_upper(c) || (c >= 'a' && c <= 'z'); };
+      if (m.empty() || !std::all_of(m.begin(), m.end(), is_letter)) {
+        message = fmt::format("invalid method '{}'; a method is upper-case letters, e.g. GET", m);
+      } else if (!std::all_of(m.begin(), m.end(), is_upper)) {
+        std::string upper = m;
+        for (char& c : upper) c = is_upper(c) ? c : static_cast<char>(c - 'a' + 'A');
+        message =
+            fmt::format("method names are case-sensitive; did you mean '{}'?", upper);
+      }
+      match.patterns.push_back(m);
+    } else {  // source
+      match.kind = Match::Kind::kSource;
+      Cidr cidr;
+      message = parse_cidr(item.text, cidr);
+      match.cidrs.push_back(std::move(cidr));
+    }
+    if (!message.empty()) {
+      error(item.mark, std::move(message));
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return match;
+}
+
+std::optional<Match> Loader::read_value_tests(const Field& f, Match::Kind kind) {
+  auto names = open_named_map(f.value);
+  if (!names) return std::nullopt;
+  if (f.value.node.size() == 0) {
+    error(names->mark, fmt::format("{} needs at least one name", f.key));
+    return std::nullopt;
+  }
+  bool ok = names->fields.size() == f.value.node.size();
+  std::vector<Match> tests;
+  for (const Field& n : names->fields) {
+    Match match;
+    match.kind = kind;
+    match.mark = n.key_mark;
+    match.name = n.key;
+    if (kind == Match::Kind::kHeader) {
+      if (!is_token(n.key)) {
+        error(n.key_mark, fmt::format("invalid header name '{}'", n.key));
+        ok = false;
+      }
+      match.name = lower(n.key);  // header names are case-insensitive
+    } else if (kind == Match::Kind::kCookie && !is_token(n.key)) {
+      error(n.key_mark, fmt::format("invalid cookie name '{}'", n.key));
+      ok = false;
+    } else if (kind == Match::Kind::kQuery && n.key.empty()) {
+      error(n.key_mark, "query parameter name must not be empty");
+      ok = false;
+    }
+    auto test = read_value_test(n.value, f.key);
+    if (test) match.test = std::move(*test);
+    ok = ok && test.has_value();
+    tests.push_back(std::move(match));
+  }
+  if (!ok) return std::nullopt;
+  if (tests.size() == 1) return std::move(tests.front());
+  Match all;
+  all.kind = Match::Kind::kAll;
+  all.mark = f.key_mark;
+  all.children = std::move(tests);
+  return all;
+}
+
+std::optional<ValueTest> Loader::read_value_test(const Value& v, std::string_view what) {
+  ValueTest test;
+  if (v.node.IsScalar()) {
+    test.op = ValueTest::Op::kExact;
+    test.value = v.node.Scalar();
+    return test;
+  }
+  if (!v.node.IsMap()) {
+    error(v.mark, fmt::format("expected a string or a map with present, exact or regex, got {}",
+                              kind_of(v.node)));
+    return std::nullopt;
+  }
+  const std::string section = fmt::format("{} test", what);
+  auto map = open_map(v, section, kValueTestKeys);
+  if (!map) return std::nullopt;
+  if (map->fields.size() != v.node.size()) return std::nullopt;  // open_map reported a key
+  if (map->fields.size() != 1) {
+    error(map->mark,
+          fmt::format("a {} test needs exactly one of {}", what, join(kValueTestKeys)));
+    return std::nullopt;
+  }
+  const Field& f = map->fields.front();
+  if (f.key == "present") {
+    auto present = read_bool(f.value);
+    if (!present) return std::nullopt;
+    test.op = *present ? ValueTest::Op::kPresent : ValueTest::Op::kAbsent;
+  } else if (f.key == "exact") {
+    auto value = read_string(f.value);
+    if (!value) return std::nullopt;
+    test.op = ValueTest::Op::kExact;
+    test.value = std::move(*value);
+  } else {  // regex
+    auto pattern = read_regex(f.value);
+    if (!pattern) return std::nullopt;
+    test.op = ValueTest::Op::kRegex;
+    test.value = std::move(*pattern);
+  }
+  return test;
+}
+
+std::optional<Split> Loader::read_split(const Value& v) {
+  if (!expect_list(v)) return std::nullopt;
+  if (v.node.size() == 0) {
+    error(v.mark, "split needs at least one pool");
+    return std::nullopt;
+  }
+  Split split;
+  bool ok = true;
+  std::uint64_t total = 0;
+  std::map<std::string, int> seen;  // pool -> line
+  for (const YAML::Node& node : v.node) {
+    auto map = open_map(item_of(node), "split entry", kSplitEntryKeys);
+    if (!map) {
+      ok = false;
+      continue;
+    }
+    WeightedPool entry;
+    bool entry_ok = require(*map, "pool", "split entry");
+    if (const Value* p = map->get("pool")) {
+      if (auto name = read_name(*p, "pool name")) {
+        pool_refs_.push_back({*name, p->mark});
+        entry.pool = *name;
+        if (auto [prev, inserted] = seen.emplace(*name, p->mark.line); !inserted) {
+          error(p->mark, fmt::format("pool '{}' is listed twice in split; first at line {}", *name,
+                                     prev->second));
+          entry_ok = false;
+        }
+      } else {
+        entry_ok = false;
+      }
+    }
+    if (const Value* w = map->get("weight")) {
+      auto n = read_int(*w, "split weight", 0, kMaxSplitWeight);
+      if (n) entry.weight = static_cast<std::uint32_t>(*n);
+      entry_ok = entry_ok && n.has_value();
+    }
+    if (entry_ok) {
+      total += entry.weight;
+      split.pools.push_back(std::move(entry));
+    }
+    ok = ok && entry_ok;
+  }
+  if (ok && total == 0) {
+    error(v.mark, "split weights add up to 0; at least one weight must be above 0");
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return split;
+}
+
+bool Loader::read_sticky(const Value& v, Split& split) {
+  auto map = open_map(v, "sticky", kStickyKeys);
+  if (!map) return false;
+  if (map->fields.size() != v.node.size()) return false;  // open_map reported a key
+  if (map->fields.size() != 1) {
+    error(map->mark, fmt::format("sticky needs exactly one of {}", join(kStickyKeys)));
+    return false;
+  }
+  const Field& f = map->fields.front();
+  const bool header = f.key == "header";
+  auto name = read_name(f.value, header ? "sticky header name" : "sticky cookie name");
+  if (!name) return false;
+  if (!is_token(*name)) {
+    error(f.value.mark, fmt::format("invalid {} name '{}'", f.key, *name));
+    return false;
+  }
+  split.sticky_on = header ? Split::StickyOn::kHeader : Split::StickyOn::kCookie;
+  split.sticky_name = header ? lower(*name) : *name;
+  return true;
+}
+
+std::optional<Redirect> Loader::read_redirect(const Value& v) {
+  auto map = open_map(v, "redirect", kRedirectKeys);
+  if (!map) return std::nullopt;
+  Redirect redirect;
+  bool ok = map->fields.size() == v.node.size();
+  if (const Value* s = map->get("status")) {
+    auto n = read_int(*s, "redirect.status", 100, 599);
+    if (n && std::find(std::begin(kRedirectStatuses), std::end(kRedirectStatuses), *n) ==
+                 std::end(kRedirectStatuses)) {
+      error(s->mark,
+            fmt::format("redirect status must be 301, 302, 303, 307 or 308, got {}", *n));
+      n.reset();
+    }
+    if (n) redirect.status = static_cast<int>(*n);
+    ok = ok && n.has_value();
+  }
+  // Each part: a template, then the checks particular to that part of a URL.
+  const auto read_part = [&](std::string_view part,
+                             std::string (*check)(const std::string&)) -> std::optional<std::string> {
+    const Value* p = map->get(part);
+    if (p == nullptr) return std::nullopt;
+    auto text = read_string(*p);
+    if (!text) {
+      ok = false;
+      return std::nullopt;
+    }
+    std::string message = check_template(*text, part);
+    if (message.empty()) message = check(*text);
+    if (!message.empty()) {
+      error(p->mark, std::move(message));
+      ok = false;
+      return std::nullopt;
+    }
+    return text;
+  };
+  redirect.scheme = read_part("scheme", [](const std::string& s) -> std::string {
+    if (s.find('{') != std::string::npos || iequals(s, "http") || iequals(s, "https")) return {};
+    return fmt::format("redirect scheme must be http, https or a template, got '{}'", s);
+  });
+  if (redirect.scheme && redirect.scheme->find('{') == std::string::npos) {
+    *redirect.scheme = lower(*redirect.scheme);  // schemes are case-insensitive
+  }
+  redirect.host = read_part("host", [](const std::string& s) -> std::string {
+    if (s.empty()) return "redirect host must not be empty";
+    if (s.find_first_of("/?#") != std::string::npos) {
+      return "redirect host must not contain '/', '?' or '#'";
+    }
+    return {};
+  });
+  redirect.path = read_part("path", [](const std::string& s) -> std::string {
+    if (!s.starts_with('/') && !s.starts_with("{path}")) {
+      return "redirect path must start with '/' or {path}";
+    }
+    if (s.find_first_of("?#") != std::string::npos) {
+      return "redirect path must not contain '?' or '#'; give the query in query";
+    }
+    return {};
+  });
+  redirect.query = read_part("query", [](const std::string& s) -> std::string {
+    if (s.starts_with('?')) return "redirect query is written without the leading '?'";
+    if (s.find('#') != std::string::npos) return "redirect query must not contain '#'";
+    return {};
+  });
+  if (ok && !map->get("scheme") && !map->get("host") && !map->get("path") &&
+      !map->get("query")) {
+    // It would send the client back to the very URL it asked for, forever.
+    error(map->mark, "redirect changes nothing; give at least one of scheme, host, path, query");
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return redirect;
+}
+
+std::optional<HeaderEdits> Loader::read_header_edits(const Value& v, std::string_view section) {
+  auto map = open_map(v, section, kHeaderEditKeys);
+  if (!map) return std::nullopt;
+  HeaderEdits edits;
+  bool ok = map->fields.size() == v.node.size();
+  struct Use {
+    std::string_view op;
+    int line;
+  };
+  std::map<std::string, Use> uses;  // lower-case name -> first set/add/remove of it
+  // False (after reporting) when `name` was already used by another operation, or twice by one
+  // that replaces (set, remove): the outcome would depend on the order edits are applied in.
+  const auto note_use = [&](const std::string& name, std::string_view op, SourceMark mark) {
+    auto [prev, inserted] = uses.emplace(lower(name), Use{op, mark.line});
+    if (inserted) return true;
+    if (prev->second.op != op) {
+      error(mark, fmt::format("header '{}' is in both {} (line {}) and {}", name, prev->second.op,
+                              prev->second.line, op));
+      return false;
+    }
+    if (op == "add") return true;  // several fields of one name are fine
+    error(mark, fmt::format("duplicate header '{}'; first {} at line {}", name,
+                            op == "set" ? "set" : "listed", prev->second.line));
+    return false;
+  };
+  for (const Field& f : map->fields) {
+    if (f.key == "remove") {
+      auto names = read_strings(f.value, "remove");
+      if (!names) {
+        ok = false;
+        continue;
+      }
+      for (const Item& name : *names) {
+        if (!is_token(name.text)) {
+          error(name.mark, fmt::format("invalid header name '{}'", name.text));
+          ok = false;
+        } else if (icontains(kUnremovableHeaders, name.text)) {
+          error(name.mark, fmt::format("header '{}' frames the message and cannot be removed",
+                                       name.text));
+          ok = false;
+        } else if (!note_use(name.text, "remove", name.mark)) {
+          ok = false;
+        } else {
+          edits.remove.push_back(lower(name.text));
+        }
+      }
+      continue;
+    }
+    // set or add
+    auto headers = open_named_map(f.value);
+    if (!headers) {
+      ok = false;
+      continue;
+    }
+    ok = ok && headers->fields.size() == f.value.node.size();
+    for (const Field& h : headers->fields) {
+      if (!is_token(h.key)) {
+        error(h.key_mark, fmt::format("invalid header name '{}'", h.key));
+        ok = false;
+        continue;
+      }
+      if (icontains(kUneditableHeaders, h.key)) {
+        error(h.key_mark,
+              fmt::format("header '{}' is set by the proxy and cannot be configured", h.key));
+        ok = false;
+        continue;
+      }
+      if (!note_use(h.key, f.key, h.key_mark)) {
+        ok = false;
+        continue;
+      }
+      auto value = read_string(h.value);
+      if (!value) {
+        ok = false;
+        continue;
+      }
+      if (value->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+        error(h.value.mark,
+              fmt::format("header '{}' value must not contain CR, LF or NUL", h.key));
+        ok = false;
+        continue;
+      }
+      (f.key == "set" ? edits.set : edits.add).push_back({h.key, std::move(*value)});
+    }
+  }
+  if (!ok) return std::nullopt;
+  return edits;
+}
+
+std::optional<PathRewrite> Loader::read_rewrite(const Value& v) {
+  auto map = open_map(v, "rewrite", kRewriteKeys);
+  if (!map) return std::nullopt;
+  if (map->fields.size() != v.node.size()) return std::nullopt;  // open_map reported a key
+  if (map->fields.size() != 1) {
+    error(map->mark, fmt::format("rewrite needs exactly one of {}", join(kRewriteKeys)));
+    return std::nullopt;
+  }
+  const Field& f = map->fields.front();
+  PathRewrite rewrite;
+  const bool prefix = f.key == "path_prefix";
+  const std::string section = fmt::format("rewrite.{}", f.key);
+  auto parts = open_map(f.value, section, prefix ? kRewritePrefixKeys : kRewriteRegexKeys);
+  if (!parts) return std::nullopt;
+  bool ok = parts->fields.size() == f.value.node.size();
+  for (std::string_view key : prefix ? kRewritePrefixKeys : kRewriteRegexKeys) {
+    ok = require(*parts, key, section) && ok;
+  }
+  // What the rewrite produces goes into the request line: a space there would split it.
+  const auto check_output = [&](std::string_view text, SourceMark mark, std::string_view what) {
+    for (char c : text) {
+      if (c == '?') {
+        error(mark, fmt::format("{} must not contain '?'; the request's query is kept", what));
+        return false;
+      }
+      if (!is_path_char(c) && c != '\\') {
+        error(mark, fmt::format("{} contains '{}'; write it percent-encoded as %{:02X}", what,
+                                shown_char(c), static_cast<unsigned char>(c)));
+        return false;
+      }
+    }
+    return true;
+  };
+  if (prefix) {
+    rewrite.kind = PathRewrite::Kind::kPrefix;
+    // `from` is compared with the path as the client sent it, so it need not be normalised.
+    for (std::string_view key : kRewritePrefixKeys) {
+      const Value* part = parts->get(key);
+      if (part == nullptr) continue;
+      const std::string what = fmt::format("rewrite {}", key);
+      auto text = read_string(*part);
+      if (text && !text->starts_with('/')) {
+        error(part->mark, fmt::format("{} must start with '/'", what));
+        text.reset();
+      }
+      if (text && !check_output(*text, part->mark, what)) text.reset();
+      if (text) (key == "from" ? rewrite.from : rewrite.to) = std::move(*text);
+      ok = ok && text.has_value();
+    }
+  } else {
+    rewrite.kind = PathRewrite::Kind::kRegex;
+    int groups = -1;
+    if (const Value* pattern = parts->get("pattern")) {
+      auto text = read_regex(*pattern, &groups);
+      if (text) rewrite.from = std::move(*text);
+      ok = ok && text.has_value();
+    }
+    if (const Value* replace = parts->get("replace")) {
+      auto text = read_string(*replace);
+      if (text && groups >= 0) {
+        if (std::string message = check_replacement(*text, groups); !message.empty()) {
+          error(replace->mark, std::move(message));
+          text.reset();
+        }
+      }
+      if (text && !check_output(*text, replace->mark, "rewrite replace")) text.reset();
+      if (text) rewrite.to = std::move(*text);
+      ok = ok && text.has_value();
+    }
+  }
+  if (!ok) return std::nullopt;
+  return rewrite;
 }
 
 std::optional<Respond> Loader::read_respond(const Value& v) {
@@ -1050,6 +1899,36 @@ void Loader::check_references() {
     check_reference(ref, "route table", "route tables", defined_tables_);
   }
   for (const Reference& ref : pool_refs_) check_reference(ref, "pool", "pools", defined_pools_);
+  check_gotos();
+}
+
+// A goto cycle would send a request around the tables forever. Every cycle has at least one edge
+// that a depth-first search meets as a back edge; each such goto is reported with the cycle.
+void Loader::check_gotos() {
+  enum class State { kNew, kOnPath, kDone };
+  std::map<std::string, State> state;
+  std::vector<std::string> path;
+  auto visit = [&](auto& self, const std::string& table) -> void {
+    state[table] = State::kOnPath;
+    path.push_back(table);
+    for (const GotoEdge& edge : gotos_) {
+      if (edge.from != table) continue;
+      const State s = state[edge.to];
+      if (s == State::kOnPath) {
+        std::string cycle;
+        auto start = std::find(path.begin(), path.end(), edge.to);
+        for (auto it = start; it != path.end(); ++it) cycle += *it + " -> ";
+        error(edge.mark, fmt::format("goto cycle: {}{}", cycle, edge.to));
+      } else if (s == State::kNew) {
+        self(self, edge.to);
+      }
+    }
+    path.pop_back();
+    state[table] = State::kDone;
+  };
+  for (const std::string& table : defined_tables_) {
+    if (state[table] == State::kNew) visit(visit, table);
+  }
 }
 
 void Loader::check_reference(const Reference& ref, std::string_view what, std::string_view plural,

@@ -88,3 +88,14 @@ void write_respond(const config::Respond& respond, bool keep_alive, bool head, s
 }
 
 }  // namespace switchyard::http
+
+namespace switchyard::http {
+
+void write_redirect(int status, std::string_view location, bool keep_alive, std::string& out) {
+  fmt::format_to(std::back_inserter(out), "HTTP/1.1 {} {}\r\nLocation: {}\r\nContent-Length: 0\r\n",
+                 status, reason_phrase(status), location);
+  if (!keep_alive) out.append("Connection: close\r\n");
+  out.append("\r\n");
+}
+
+}  // namespace switchyard::http

@@ -34,6 +34,23 @@ void append_header(std::string& out, std::string_view name, std::string_view val
 
 }  // namespace
 
+bool edits_drop(const config::HeaderEdits* edits, std::string_view name) {
+  if (!edits) return false;
+  for (const std::string& r : edits->remove) {
+    if (iequals(r, name)) return true;
+  }
+  for (const config::Header& h : edits->set) {
+    if (iequals(h.name, name)) return true;
+  }
+  return false;
+}
+
+void append_edits(const config::HeaderEdits* edits, std::string& out) {
+  if (!edits) return;
+  for (const config::Header& h : edits->set) append_header(out, h.name, h.value);
+  for (const config::Header& h : edits->add) append_header(out, h.name, h.value);
+}
+
 bool is_hop_by_hop(std::string_view name) {
   for (std::string_view h : kHopByHop) {
     if (iequals(name, h)) return true;
@@ -43,7 +60,8 @@ bool is_hop_by_hop(std::string_view name) {
 
 void write_upstream_request(const char* base, const Head& request, const RequestForwarding& fwd,
                             std::string& out) {
-  out.append(request.method.in(base)).append(" ").append(request.target.in(base));
+  out.append(request.method.in(base)).append(" ");
+  out.append(fwd.target.empty() ? request.target.in(base) : fwd.target);
   out.append(" HTTP/1.1\r\n");
   bool has_connection_list = !connection_value(base, request).empty();
   bool has_host = false;
@@ -53,6 +71,7 @@ void write_upstream_request(const char* base, const Head& request, const Request
     std::string_view value = h.value.in(base);
     if (is_hop_by_hop(name)) continue;
     if (has_connection_list && named_by_connection(base, request, name)) continue;
+    if (edits_drop(fwd.edits, name)) continue;
     if (iequals(name, "host")) has_host = true;
     if (fwd.x_forwarded_for && !xff_done && iequals(name, "x-forwarded-for")) {
       out.append(name).append(": ").append(value).append(", ").append(fwd.client_ip).append("\r\n");
@@ -65,6 +84,7 @@ void write_upstream_request(const char* base, const Head& request, const Request
   if (!has_host && !fwd.default_host.empty()) append_header(out, "Host", fwd.default_host);
   if (fwd.x_forwarded_for && !xff_done) append_header(out, "X-Forwarded-For", fwd.client_ip);
   if (fwd.x_forwarded_proto) append_header(out, "X-Forwarded-Proto", fwd.proto);
+  append_edits(fwd.edits, out);
   if (fwd.via) {
     out.append("Via: ")
         .append(request.version_minor == 0 ? "1.0" : "1.1")
@@ -85,8 +105,10 @@ void write_client_response(const char* base, const Head& response, const Respons
     if (is_hop_by_hop(name)) continue;
     if (has_connection_list && named_by_connection(base, response, name)) continue;
     if (fwd.dechunk && iequals(name, "transfer-encoding")) continue;
+    if (edits_drop(fwd.edits, name)) continue;
     append_header(out, name, h.value.in(base));
   }
+  append_edits(fwd.edits, out);
   if (fwd.via) out.append("Via: 1.1 switchyard\r\n");
   if (!fwd.keep_alive) {
     out.append("Connection: close\r\n");

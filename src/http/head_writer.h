@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "config/config.h"
 #include "http/message_parser.h"
 
 namespace switchyard::http {
@@ -19,6 +20,8 @@ struct RequestForwarding {
   bool x_forwarded_for = true;
   bool x_forwarded_proto = true;
   bool via = true;
+  std::string_view target;                       // request-target to send; empty = the client's
+  const config::HeaderEdits* edits = nullptr;    // route's request header edits, if any
 };
 
 // The request head to send upstream: always HTTP/1.1, keep-alive, body framing untouched.
@@ -30,6 +33,7 @@ struct ResponseForwarding {
   bool keep_alive = true;      // connection stays open after this response
   bool dechunk = false;        // body is sent de-chunked and close-delimited (HTTP/1.0 client)
   bool via = true;
+  const config::HeaderEdits* edits = nullptr;  // route's response header edits, if any
 };
 
 // The response head to send to the client.
@@ -38,5 +42,10 @@ void write_client_response(const char* base, const Head& response, const Respons
 
 // True for headers that describe one connection, never forwarded (plus those named by Connection).
 bool is_hop_by_hop(std::string_view name);
+
+// Header edits, in this order: fields named in `remove` or `set` are dropped from the message,
+// then every `set` and `add` field is appended.
+bool edits_drop(const config::HeaderEdits* edits, std::string_view name);
+void append_edits(const config::HeaderEdits* edits, std::string& out);
 
 }  // namespace switchyard::http

@@ -143,7 +143,13 @@ int run_demo(std::uint16_t port, unsigned origins) {
   }
   std::printf("switchyard demo — configuration in use:\n\n%s\n", yaml.c_str());
   std::fflush(stdout);
-  return run_server(loaded.config, [port] {
+  std::string err;
+  auto snapshot = make_snapshot(loaded.config, err);
+  if (!snapshot) {
+    spdlog::error("{}", err);
+    return 1;
+  }
+  return run_server(snapshot, "", [port] {
     std::printf(
         "\nTry:\n  curl -v http://127.0.0.1:%u/\n  curl http://127.0.0.1:%u/hello   (repeat: "
         "the origin changes, round robin)\n  curl -I http://127.0.0.1:%u/\n\nCtrl-C stops the "

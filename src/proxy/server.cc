@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "config/config_loader.h"
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
 
@@ -66,32 +67,59 @@ std::string host_part(const config::SocketAddress& a) {
   return text.substr(0, text.rfind(':'));
 }
 
-}  // namespace
+void close_all(std::vector<std::vector<int>>& fds) {
+  for (auto& per_worker : fds) {
+    for (int& f : per_worker) {
+      if (f >= 0) ::close(f);
+      f = -1;
+    }
+  }
+}
 
-int run_server(std::shared_ptr<const config::Config> config,
-               const std::function<void()>& on_ready) {
-  unsigned workers = config->workers;
-  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
-
-  // listen_fds[w][l]: worker w's socket for listener l.
-  std::vector<std::vector<int>> listen_fds(workers);
-  for (const config::Listener& l : config->listeners) {
+// Opens every listener of `config` for each worker, except those in `keep` (same name and address
+// as a listener already open): those get -1, meaning "keep yours". Returns false (and closes what
+// it opened) if any socket cannot be opened.
+bool open_listeners(const config::Config& config, unsigned workers,
+                    const std::vector<config::Listener>& keep,
+                    std::vector<std::vector<int>>& listen_fds) {
+  listen_fds.assign(workers, {});
+  for (const config::Listener& l : config.listeners) {
+    bool kept = false;
+    for (const config::Listener& k : keep) {
+      kept = kept || (k.name == l.name && k.bind.text == l.bind.text);
+    }
     std::uint16_t port = configured_port(l.bind);
     for (unsigned w = 0; w < workers; ++w) {
+      if (kept) {
+        listen_fds[w].push_back(-1);
+        continue;
+      }
       std::string err;
       int fd = open_listener(l.bind, port, err);
       if (fd < 0) {
         spdlog::error("listener {}: cannot listen on {}: {}", l.name, l.bind.text, err);
-        for (auto& fds : listen_fds) {
-          for (int f : fds) ::close(f);
-        }
-        return 1;
+        close_all(listen_fds);
+        return false;
       }
       if (port == 0) port = bound_port(fd);
       listen_fds[w].push_back(fd);
     }
-    spdlog::info("listener {} ready on {}:{}", l.name, host_part(l.bind), port);
+    if (!kept) spdlog::info("listener {} ready on {}:{}", l.name, host_part(l.bind), port);
   }
+  return true;
+}
+
+}  // namespace
+
+int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& config_path,
+               const std::function<void()>& on_ready) {
+  std::shared_ptr<const config::Config> config = snapshot->config;
+  unsigned workers = config->workers;
+  if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+
+  // listen_fds[w][l]: worker w's socket for listener l.
+  std::vector<std::vector<int>> listen_fds;
+  if (!open_listeners(*config, workers, {}, listen_fds)) return 1;
 
   AccessLogWriter access_log;
   if (std::string err = access_log.open(config->access_log); !err.empty()) {
@@ -112,7 +140,7 @@ int run_server(std::shared_ptr<const config::Config> config,
   std::vector<std::thread> threads;
   std::vector<std::future<std::string>> started;
   for (unsigned w = 0; w < workers; ++w) {
-    pool.push_back(std::make_unique<Worker>(static_cast<int>(w), config, listen_fds[w]));
+    pool.push_back(std::make_unique<Worker>(static_cast<int>(w), snapshot, listen_fds[w]));
   }
   for (unsigned w = 0; w < workers; ++w) {
     auto promise = std::make_shared<std::promise<std::string>>();
@@ -144,13 +172,47 @@ int run_server(std::shared_ptr<const config::Config> config,
     }
   }
 
+  // SIGHUP: read the file again; publish it only if it is entirely valid.
+  auto reload = [&] {
+    if (config_path.empty()) {
+      spdlog::warn("SIGHUP: no configuration file to reload (demo mode)");
+      return;
+    }
+    spdlog::info("SIGHUP: reloading {}", config_path);
+    config::LoadResult loaded = config::load_file(config_path);
+    if (!loaded.ok()) {
+      for (const auto& d : loaded.diagnostics) spdlog::error("{}", d.to_string());
+      spdlog::error("reload refused: {} error(s); still serving the previous configuration",
+                    loaded.diagnostics.size());
+      return;
+    }
+    std::string err;
+    std::shared_ptr<const Snapshot> next = make_snapshot(loaded.config, err);
+    if (!next) {
+      spdlog::error("reload refused: {}; still serving the previous configuration", err);
+      return;
+    }
+    if (loaded.config->workers != config->workers) {
+      spdlog::warn("reload: `workers` changes only at restart; keeping {} workers", workers);
+    }
+    std::vector<std::vector<int>> fds;
+    if (!open_listeners(*loaded.config, workers, config->listeners, fds)) {
+      spdlog::error("reload refused: a listener could not be opened; still serving the previous "
+                    "configuration");
+      return;
+    }
+    for (unsigned w = 0; w < workers; ++w) pool[w]->publish(next, std::move(fds[w]));
+    config = loaded.config;
+    spdlog::info("configuration reloaded from {}", config_path);
+  };
+
   boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
         if (sig == SIGHUP) {
-          spdlog::warn("SIGHUP: configuration reload is not available in this build; ignored");
+          reload();
           signals.async_wait(on_signal);
           return;
         }

@@ -5,13 +5,17 @@
 #include <functional>
 #include <memory>
 
-#include "config/config.h"
+#include <string>
+
+#include "proxy/snapshot.h"
 
 namespace switchyard::proxy {
 
-// Serves `config` until SIGINT/SIGTERM, then shuts down gracefully. `on_ready` (optional) runs
-// on the calling thread once every worker accepts connections. Returns the process exit code.
-int run_server(std::shared_ptr<const config::Config> config,
+// Serves `snapshot` until SIGINT/SIGTERM, then shuts down gracefully. SIGHUP re-reads
+// `config_path` (empty: reload unavailable) and switches to it only if it is entirely valid.
+// `on_ready` (optional) runs on the calling thread once every worker accepts connections.
+// Returns the process exit code.
+int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& config_path,
                const std::function<void()>& on_ready = {});
 
 }  // namespace switchyard::proxy

@@ -29,6 +29,9 @@ void format_address(const sockaddr_storage& ss, char* out, std::size_t cap, std:
   std::snprintf(out, cap, "%s:%d", ip, port);
 }
 
+// Answer when no route of the listener's table matches.
+const config::Respond kNoRoute{404, {{"Content-Type", "text/plain"}}, "404 Not Found: no route\n"};
+
 bool is_idempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
          method == "DELETE" || method == "TRACE";
@@ -148,25 +151,44 @@ Session::Session(Worker& w, ListenerRuntime& listener, int fd)
       client_send_(this, &Session::on_client_send_cb),
       up_send_(this, &Session::on_upstream_send_cb),
       client_timer_(this, kClientTimer, &Session::on_timer),
-      upstream_timer_(this, kUpstreamTimer, &Session::on_timer) {
+      upstream_timer_(this, kUpstreamTimer, &Session::on_timer),
+      send_timer_(this, kSendTimer, &Session::on_timer) {
+  head_cap_ = w.head_buffer_size();
   in_ = w.take_head_buffer();
   rin_ = w.take_head_buffer();
-  sockaddr_storage peer{};
-  socklen_t len = sizeof(peer);
-  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
-    format_address(peer, client_, sizeof(client_), client_ip_len_);
+  socklen_t len = sizeof(peer_);
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer_), &len) == 0) {
+    format_address(peer_, client_, sizeof(client_), client_ip_len_);
   }
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 Session::~Session() {
-  w_.give_head_buffer(std::move(in_));
-  w_.give_head_buffer(std::move(rin_));
+  w_.give_head_buffer(std::move(in_), head_cap_);
+  w_.give_head_buffer(std::move(rin_), head_cap_);
   ::close(fd_);
 }
 
+void Session::adopt_view() {
+  const std::shared_ptr<const WorkerView>& current = w_.view();
+  if (view_ == current) return;
+  int table = current->table_for(listener_.name);
+  // A reload removed this connection's listener: it finishes on the snapshot it has.
+  if (table < 0 && view_) return;
+  view_ = current;
+  table_ = table;
+}
+
+std::size_t Session::max_head_bytes() const {
+  // A reload may raise the limit above what this connection's buffers were sized for.
+  std::size_t limit = cfg().limits.max_header_bytes;
+  std::size_t fits = head_cap_ - w_.buffers().buffer_size();
+  return limit < fits ? limit : fits;
+}
+
 void Session::start() {
+  adopt_view();
   w_.client_header_timeouts.arm(client_timer_, w_.now());
   req_.begin_head(in_.get());
   read_client();
@@ -183,6 +205,7 @@ void Session::close() {
   closing_ = true;
   client_timer_.disarm();
   upstream_timer_.disarm();
+  send_timer_.disarm();
   if (up_) release_upstream(false);
   client_recv_.cancel();
   if (inflight_ > 0) {
@@ -202,12 +225,16 @@ void Session::release_upstream(bool reusable) {
   UpstreamConn* up = up_;
   up_ = nullptr;
   upstream_timer_.disarm();
-  if (reusable && !draining_ && !w_.draining()) {
-    auto& idle = up->pool().idle[up->server()];
-    if (idle.size() < up->pool().cfg->max_idle_per_server) {
-      up->release_to_pool();
-      return;
-    }
+  if (up_send_.in_flight()) {
+    // Our send on that connection is not the connection's own operation: cancel it by identity
+    // (the fd number may be reused as soon as the connection closes).
+    io_uring_sqe* sqe = w_.ring().sqe(nullptr);
+    io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(static_cast<IoOp*>(&up_send_)), 0);
+    reusable = false;
+  }
+  if (reusable && !draining_ && w_.can_pool(*up)) {
+    up->release_to_pool();
+    return;
   }
   up->close();
 }
@@ -217,7 +244,10 @@ void Session::release_upstream(bool reusable) {
 
 void Session::on_timer(void* self, int tag) {
   auto* s = static_cast<Session*>(self);
-  if (tag == kClientTimer) {
+  if (tag == kSendTimer) {
+    // The client stopped reading what we send it.
+    s->close();
+  } else if (tag == kClientTimer) {
     s->on_client_timeout();
   } else {
     s->on_upstream_timeout();
@@ -279,7 +309,7 @@ void Session::on_client_recv(int res, std::uint32_t flags) {
       request_start_ = w_.now();
       w_.client_header_timeouts.arm(client_timer_, w_.now());
     }
-    std::size_t room = w_.head_buffer_size() - in_len_;
+    std::size_t room = head_cap_ - in_len_;
     std::size_t take = n < room ? n : room;
     std::memcpy(in_.get() + in_len_, data, take);
     in_len_ += take;
@@ -300,7 +330,7 @@ void Session::advance_request_head() {
   std::size_t consumed = 0;
   auto status = req_.parse(in_.get() + in_parsed_, in_len_ - in_parsed_, consumed);
   in_parsed_ += consumed;
-  const std::size_t max_head = w_.config().limits.max_header_bytes;
+  const std::size_t max_head = max_head_bytes();
   switch (status) {
     case http::MessageParser::Status::kNeedMore:
       if (in_len_ >= max_head) return fail(431);
@@ -331,7 +361,7 @@ void Session::on_request_head(std::size_t head_end) {
   }
   // RFC 9112 §3.2: a 1.1 request without Host is invalid.
   if (!has_host && h.version_minor >= 1) return fail(400);
-  std::uint64_t max_body = w_.config().limits.max_body_bytes;
+  std::uint64_t max_body = cfg().limits.max_body_bytes;
   if (max_body && h.has_content_length && h.content_length > max_body) return fail(413);
 
   // Body bytes that arrived with the head: find where this request ends.
@@ -347,8 +377,18 @@ void Session::on_request_head(std::size_t head_end) {
     req_state_ = ReqState::kConnect;
   }
 
-  if (listener_.respond) return respond_configured(*listener_.respond);
-  pool_ = listener_.pool;
+  rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_)};
+  decision_ = view_->snapshot->rules->decide(table_, view, w_.scratch());
+  const config::Route* route = decision_.route;
+  if (!route) return respond_configured(kNoRoute);
+  if (route->respond) return respond_configured(*route->respond);
+  if (route->redirect) {
+    location_.clear();
+    view_->snapshot->rules->redirect_location(decision_, view, w_.scratch(), location_);
+    return respond_redirect(route->redirect->status);
+  }
+  pool_ = decision_.pool >= 0 ? view_->pools[static_cast<std::size_t>(decision_.pool)].get()
+                              : nullptr;
   tried_ = 0;
   up_head_.clear();
   start_upstream();
@@ -361,7 +401,7 @@ void Session::handle_request_body(const char* data, std::size_t len, int bid) {
     w_.buffers().recycle(static_cast<std::uint16_t>(bid));
     return fail(400);
   }
-  std::uint64_t max_body = w_.config().limits.max_body_bytes;
+  std::uint64_t max_body = cfg().limits.max_body_bytes;
   if (max_body && req_.body_bytes() > max_body) {
     w_.buffers().recycle(static_cast<std::uint16_t>(bid));
     return fail(413);
@@ -442,10 +482,19 @@ void Session::send_request_head() {
     http::RequestForwarding fwd;
     fwd.client_ip = std::string_view(client_, client_ip_len_);
     fwd.default_host = up_->address().text;
-    const config::Forwarding& cf = w_.config().forwarding;
+    const config::Forwarding& cf = cfg().forwarding;
     fwd.x_forwarded_for = cf.x_forwarded_for;
     fwd.x_forwarded_proto = cf.x_forwarded_proto;
     fwd.via = cf.via;
+    const config::Route* route = decision_.route;
+    if (!route->request_headers.empty()) fwd.edits = &route->request_headers;
+    if (route->rewrite.kind != config::PathRewrite::Kind::kNone) {
+      rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_)};
+      target_.clear();
+      if (view_->snapshot->rules->rewrite_target(decision_, view, w_.scratch(), target_)) {
+        fwd.target = target_;
+      }
+    }
     http::write_upstream_request(in_.get(), h, fwd, up_head_);
   }
   resp_.set_request_was_head(request_is_head_);
@@ -532,7 +581,7 @@ void Session::on_upstream_recv(int res, std::uint32_t flags) {
   response_bytes_seen_ += n;
   const char* data = w_.buffers().data(static_cast<std::uint16_t>(bid));
   if (resp_state_ == RespState::kHead) {
-    std::size_t room = w_.head_buffer_size() - rin_len_;
+    std::size_t room = head_cap_ - rin_len_;
     if (n > room) {
       w_.buffers().recycle(static_cast<std::uint16_t>(bid));
       spdlog::warn("upstream {} response head too large", up_->address().text);
@@ -589,8 +638,7 @@ void Session::advance_response() {
     client_send_.clear();
     client_send_.add(out_.data(), out_.size());
     client_send_bid_ = -1;
-    ++inflight_;
-    client_send_.submit(w_, fd_);
+    submit_client_send();
     return;
   }
   send_response_head();
@@ -609,7 +657,8 @@ void Session::send_response_head() {
   fwd.client_http10 = client10;
   fwd.keep_alive = keep;
   fwd.dechunk = dechunk_;
-  fwd.via = w_.config().forwarding.via;
+  fwd.via = cfg().forwarding.via;
+  if (!decision_.route->response_headers.empty()) fwd.edits = &decision_.route->response_headers;
   out_.clear();
   http::write_client_response(rin_.get(), h, fwd, out_);
   response_started_ = true;
@@ -640,8 +689,7 @@ void Session::send_response_head() {
     client_send_.add(rin_.get() + rin_parsed_, consumed);
   }
   client_send_bid_ = -1;
-  ++inflight_;
-  client_send_.submit(w_, fd_);
+  submit_client_send();
   if (status == http::MessageParser::Status::kError) resp_state_ = RespState::kDone;
 }
 
@@ -675,8 +723,7 @@ void Session::handle_response_body(const char* data, std::size_t len, int bid) {
     return up_->ensure_recv();
   }
   client_send_bid_ = bid;
-  ++inflight_;
-  client_send_.submit(w_, fd_);
+  submit_client_send();
 }
 
 void Session::on_client_send_cb(void* self, int res, std::uint32_t) {
@@ -685,6 +732,7 @@ void Session::on_client_send_cb(void* self, int res, std::uint32_t) {
 
 void Session::on_client_send(int res) {
   --inflight_;
+  send_timer_.disarm();
   if (client_send_bid_ >= 0) {
     w_.buffers().recycle(static_cast<std::uint16_t>(client_send_bid_));
     client_send_bid_ = -1;
@@ -737,7 +785,10 @@ void Session::next_request() {
   bytes_in_ = rest;
   bytes_out_ = 0;
   up_head_.clear();
+  decision_ = {};
+  pool_ = nullptr;
   req_.begin_head(in_.get());
+  adopt_view();
   if (draining_ || w_.draining()) {
     if (rest == 0) return close();
   }
@@ -757,13 +808,31 @@ void Session::respond_configured(const config::Respond& r) {
   close_after_response_ = !client_keep_alive_;
   out_.clear();
   http::write_respond(r, client_keep_alive_, request_is_head_, out_);
+  send_local();
+}
+
+void Session::respond_redirect(int status) {
+  status_ = status;
+  if (req_state_ != ReqState::kDone) client_keep_alive_ = false;
+  close_after_response_ = !client_keep_alive_;
+  out_.clear();
+  http::write_redirect(status, location_, client_keep_alive_, out_);
+  send_local();
+}
+
+void Session::submit_client_send() {
+  ++inflight_;
+  w_.client_idle_timeouts.arm(send_timer_, w_.now());
+  client_send_.submit(w_, fd_);
+}
+
+void Session::send_local() {
   resp_state_ = RespState::kLocal;
   response_started_ = true;
   client_send_.clear();
   client_send_.add(out_.data(), out_.size());
   client_send_bid_ = -1;
-  ++inflight_;
-  client_send_.submit(w_, fd_);
+  submit_client_send();
 }
 
 void Session::fail(int status) {
@@ -776,23 +845,17 @@ void Session::fail(int status) {
     return close();
   }
   status_ = status;
-  spdlog::info("{} {} -> {}", client_, listener_.cfg->name, status);
+  spdlog::info("{} {} -> {}", client_, listener_.name, status);
   out_.clear();
   http::write_error_response(status, out_);
-  resp_state_ = RespState::kLocal;
-  response_started_ = true;
   close_after_response_ = true;
-  client_send_.clear();
-  client_send_.add(out_.data(), out_.size());
-  client_send_bid_ = -1;
-  ++inflight_;
-  client_send_.submit(w_, fd_);
+  send_local();
 }
 
 void Session::log_access() {
   if (!w_.access_log_enabled()) return;
   AccessRecord r;
-  r.listener = listener_.cfg->name;
+  r.listener = listener_.name;
   r.client = client_;
   if (!req_.in_head()) {
     r.method = req_.head().method.in(in_.get());
@@ -806,7 +869,7 @@ void Session::log_access() {
   r.bytes_out = bytes_out_;
   r.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - request_start_).count();
   r.upstream = up_ ? std::string_view(up_->address().text) : std::string_view("-");
-  w_.access_log().push(r, w_.config().access_log.format);
+  w_.access_log().push(r, cfg().access_log.format);
 }
 
 }  // namespace switchyard::proxy

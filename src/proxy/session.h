@@ -88,7 +88,7 @@ class Session {
  private:
   enum class ReqState { kHead, kConnect, kBody, kDone };
   enum class RespState { kNone, kHead, kInterim, kBody, kDone, kLocal };
-  enum Timer { kClientTimer, kUpstreamTimer };
+  enum Timer { kClientTimer, kUpstreamTimer, kSendTimer };
 
   static void on_client_recv_cb(void* self, int res, std::uint32_t flags);
   static void on_client_send_cb(void* self, int res, std::uint32_t flags);
@@ -114,6 +114,12 @@ class Session {
   void finish_exchange();
   void next_request();
   void respond_configured(const config::Respond& r);
+  void respond_redirect(int status);
+  void send_local();
+  void submit_client_send();
+  void adopt_view();
+  std::size_t max_head_bytes() const;
+  const config::Config& cfg() const { return view_->config(); }
   void fail(int status);
   void close();
   void release_upstream(bool reusable);
@@ -124,6 +130,13 @@ class Session {
   Worker& w_;
   ListenerRuntime& listener_;
   int fd_;
+  sockaddr_storage peer_{};
+  std::shared_ptr<const WorkerView> view_;  // the snapshot this request runs on
+  int table_ = -1;                          // the listener's route table in view_
+  rules::Decision decision_;
+  std::string location_;  // redirect target
+  std::string target_;    // rewritten request-target
+  std::size_t head_cap_ = 0;  // size of in_ and rin_
   char client_[INET6_ADDRSTRLEN + 8] = "-";  // "ip:port"
   std::size_t client_ip_len_ = 0;
 
@@ -175,6 +188,7 @@ class Session {
 
   Deadline client_timer_;
   Deadline upstream_timer_;
+  Deadline send_timer_;  // a send to the client must progress within timeouts.client_idle
 };
 
 }  // namespace switchyard::proxy

@@ -39,57 +39,167 @@ class ControlOp final : public IoOp {
   Worker& w_;
 };
 
-Worker::Worker(int id, std::shared_ptr<const config::Config> config, std::vector<int> listen_fds)
-    : id_(id), config_(std::move(config)), listen_fds_(std::move(listen_fds)) {
-  const config::Timeouts& t = config_->timeouts;
+int WorkerView::table_for(std::string_view listener) const {
+  for (const config::Listener& l : config().listeners) {
+    if (l.name == listener) return snapshot->rules->table_index(l.routes);
+  }
+  return -1;
+}
+
+Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<int> listen_fds)
+    : id_(id), published_(std::move(snapshot)), published_fds_(std::move(listen_fds)) {}
+
+Worker::~Worker() {
+  for (auto* list : {&listeners_, &retired_listeners_}) {
+    for (auto& l : *list) {
+      if (l->fd >= 0) ::close(l->fd);
+      delete l->accept;
+    }
+  }
+  if (control_fd_ >= 0) ::close(control_fd_);
+  if (published_) {
+    for (int fd : published_fds_) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+}
+
+std::string Worker::init() {
+  if (std::string err = ring_.init(kRingEntries); !err.empty()) return err;
+  if (std::string err = buffers_.init(ring_, kBufferCount, kBufferSize); !err.empty()) return err;
+  control_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (control_fd_ < 0) return std::string("eventfd: ") + std::strerror(errno);
+  control_op_ = std::make_unique<ControlOp>(*this);
+  sessions_.reserve(published_->config->limits.max_connections);
+  return {};
+}
+
+void Worker::publish(std::shared_ptr<const Snapshot> snapshot, std::vector<int> listen_fds) {
+  {
+    std::lock_guard<std::mutex> lock(publish_mutex_);
+    if (published_) {
+      // An earlier reload this worker has not applied yet: superseded.
+      for (int fd : published_fds_) {
+        if (fd >= 0) ::close(fd);
+      }
+    }
+    published_ = std::move(snapshot);
+    published_fds_ = std::move(listen_fds);
+  }
+  std::uint64_t one = 1;
+  [[maybe_unused]] ssize_t n = ::write(control_fd_, &one, sizeof(one));
+}
+
+bool Worker::can_pool(const UpstreamConn& c) const {
+  return !draining_ && !c.pool_->retired &&
+         c.pool_->idle[c.server_].size() < c.pool_->cfg->max_idle_per_server;
+}
+
+void Worker::close_listener(ListenerRuntime& l) {
+  if (l.fd < 0) return;
+  // Cancel by operation, not by fd: the fd number may be reused by a new listener at once.
+  io_uring_sqe* sqe = ring_.sqe(nullptr);
+  io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(l.accept), 0);
+  io_uring_submit(ring_.raw());
+  ::close(l.fd);
+  l.fd = -1;
+}
+
+void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> listen_fds) {
+  const config::Config& cfg = *snapshot->config;
+  const config::Timeouts& t = cfg.timeouts;
   client_header_timeouts.set_duration(t.client_header);
   client_idle_timeouts.set_duration(t.client_idle);
   client_body_timeouts.set_duration(t.client_body);
   upstream_connect_timeouts.set_duration(t.upstream_connect);
   upstream_response_timeouts.set_duration(t.upstream_response);
   upstream_idle_timeouts.set_duration(t.upstream_idle);
-}
-
-Worker::~Worker() {
-  for (int fd : listen_fds_) {
-    if (fd >= 0) ::close(fd);
+  std::size_t head_size = cfg.limits.max_header_bytes + kBufferSize;
+  if (head_size != head_buffer_size_) {
+    head_buffer_size_ = head_size;
+    free_head_buffers_.clear();
   }
-  if (control_fd_ >= 0) ::close(control_fd_);
-  for (auto* l : accept_ops_) delete l;
-}
 
-std::string Worker::init() {
-  if (std::string err = ring_.init(kRingEntries); !err.empty()) return err;
-  if (std::string err = buffers_.init(ring_, kBufferCount, kBufferSize); !err.empty()) return err;
-  head_buffer_size_ = config_->limits.max_header_bytes + kBufferSize;
-  control_fd_ = ::eventfd(0, EFD_CLOEXEC);
-  if (control_fd_ < 0) return std::string("eventfd: ") + std::strerror(errno);
-  control_op_ = std::make_unique<ControlOp>(*this);
-
-  for (const auto& [name, pool] : config_->pools)
-    pools_.push_back(std::make_unique<PoolRuntime>(pool));
-  listeners_.resize(config_->listeners.size());
-  for (std::size_t i = 0; i < config_->listeners.size(); ++i) {
-    ListenerRuntime& l = listeners_[i];
-    l.cfg = &config_->listeners[i];
-    l.fd = listen_fds_[i];
-    const config::RouteTable& table = config_->routes.at(l.cfg->routes);
-    if (!table.routes.empty()) {
-      const config::Route& first = table.routes.front();
-      if (first.respond) {
-        l.respond = &*first.respond;
-      } else if (first.pool) {
-        for (auto& p : pools_) {
-          if (p->cfg->name == *first.pool) l.pool = p.get();
+  // Pools, reconciled by name: an unchanged pool keeps its runtime (idle connections, passive
+  // health); a changed one gets a new runtime that inherits idle connections to servers it kept.
+  auto view = std::make_shared<WorkerView>();
+  view->snapshot = snapshot;
+  std::vector<std::shared_ptr<PoolRuntime>> old = view_ ? view_->pools : decltype(old){};
+  for (const auto& [name, pool] : cfg.pools) {
+    std::shared_ptr<PoolRuntime> prev;
+    for (auto& p : old) {
+      if (p && p->cfg->name == name) prev = p;
+    }
+    bool same = prev && prev->cfg->scheduler == pool.scheduler &&
+                prev->cfg->servers.size() == pool.servers.size();
+    for (std::size_t i = 0; same && i < pool.servers.size(); ++i) {
+      same = prev->cfg->servers[i].address.text == pool.servers[i].address.text &&
+             prev->cfg->servers[i].weight == pool.servers[i].weight;
+    }
+    if (same) {
+      prev->owner = snapshot->config;
+      prev->cfg = &pool;
+      view->pools.push_back(prev);
+      continue;
+    }
+    auto fresh = std::make_shared<PoolRuntime>(snapshot->config, pool);
+    if (prev) {
+      for (std::size_t s = 0; s < prev->idle.size(); ++s) {
+        for (UpstreamConn* c : prev->idle[s]) {
+          int keep = -1;
+          for (std::size_t i = 0; i < pool.servers.size(); ++i) {
+            if (pool.servers[i].address.text == prev->cfg->servers[s].address.text) keep = int(i);
+          }
+          if (keep >= 0) {
+            c->pool_ = fresh.get();
+            c->server_ = keep;
+            fresh->idle[keep].push_back(c);
+          } else {
+            c->idle_ = false;  // already out of the list being dropped
+            c->close();
+          }
         }
+        prev->idle[s].clear();
       }
     }
-    auto* op = new AcceptOp(*this, l);
-    accept_ops_.push_back(op);
-    l.accept = op;
+    view->pools.push_back(std::move(fresh));
   }
-  sessions_.reserve(config_->limits.max_connections);
-  return {};
+  for (auto& p : old) {
+    bool kept = false;
+    for (auto& n : view->pools) kept = kept || n == p;
+    if (kept) continue;
+    p->retired = true;
+    for (auto& list : p->idle) {
+      while (!list.empty()) list.back()->close();
+    }
+  }
+  view_ = std::move(view);
+
+  // Listeners: keep those with the same name and address, open the new, close the rest.
+  std::vector<std::unique_ptr<ListenerRuntime>> next;
+  for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const config::Listener& l = cfg.listeners[i];
+    int fd = i < listen_fds.size() ? listen_fds[i] : -1;
+    if (fd < 0) {
+      for (auto& cur : listeners_) {
+        if (cur && cur->name == l.name && cur->bind == l.bind.text) next.push_back(std::move(cur));
+      }
+      continue;
+    }
+    auto rt = std::make_unique<ListenerRuntime>();
+    rt->name = l.name;
+    rt->bind = l.bind.text;
+    rt->fd = fd;
+    rt->accept = new AcceptOp(*this, *rt);
+    if (!draining_) arm_accept(*rt);
+    next.push_back(std::move(rt));
+  }
+  for (auto& cur : listeners_) {
+    if (!cur) continue;
+    close_listener(*cur);
+    retired_listeners_.push_back(std::move(cur));
+  }
+  listeners_ = std::move(next);
 }
 
 void Worker::request_shutdown() {
@@ -109,6 +219,15 @@ void Worker::arm_control_read() {
 }
 
 void Worker::on_control() {
+  std::shared_ptr<const Snapshot> snapshot;
+  std::vector<int> fds;
+  {
+    std::lock_guard<std::mutex> lock(publish_mutex_);
+    snapshot = std::move(published_);
+    fds = std::move(published_fds_);
+    published_ = nullptr;
+  }
+  if (snapshot) apply(std::move(snapshot), std::move(fds));
   if (shutdown_requested_.load(std::memory_order_acquire) && !draining_) begin_drain();
   if (!draining_) arm_control_read();
 }
@@ -120,7 +239,7 @@ void Worker::on_accept(ListenerRuntime& l, int res, std::uint32_t flags) {
     return;
   }
   ++counters_.accepted;
-  if (draining_ || sessions_.size() >= config_->limits.max_connections) {
+  if (draining_ || sessions_.size() >= config().limits.max_connections) {
     // Over the limit: answer at once rather than leave the client waiting on a full queue.
     ++counters_.rejected_over_limit;
     std::string out;
@@ -150,23 +269,19 @@ std::unique_ptr<char[]> Worker::take_head_buffer() {
   return b;
 }
 
-void Worker::give_head_buffer(std::unique_ptr<char[]> b) {
-  // Keep a bounded number for reuse; beyond that, give memory back after a burst.
-  if (b && free_head_buffers_.size() < 1024) free_head_buffers_.push_back(std::move(b));
+void Worker::give_head_buffer(std::unique_ptr<char[]> b, std::size_t size) {
+  // Keep a bounded number for reuse; beyond that, give memory back after a burst. Buffers of a
+  // size from before a reload are simply freed.
+  if (b && size == head_buffer_size_ && free_head_buffers_.size() < 1024) {
+    free_head_buffers_.push_back(std::move(b));
+  }
 }
 
 void Worker::begin_drain() {
   draining_ = true;
-  drain_deadline_ = now_ + config_->timeouts.shutdown;
-  for (ListenerRuntime& l : listeners_) {
-    io_uring_sqe* sqe = ring_.sqe(nullptr);
-    io_uring_prep_cancel_fd(sqe, l.fd, IORING_ASYNC_CANCEL_ALL);
-    io_uring_submit(ring_.raw());
-    ::close(l.fd);
-    l.fd = -1;
-  }
-  for (std::size_t i = 0; i < listen_fds_.size(); ++i) listen_fds_[i] = -1;
-  for (auto& p : pools_) {
+  drain_deadline_ = now_ + config().timeouts.shutdown;
+  for (auto& l : listeners_) close_listener(*l);
+  for (auto& p : view_->pools) {
     for (auto& list : p->idle) {
       while (!list.empty()) list.back()->close();
     }
@@ -192,8 +307,7 @@ void Worker::tick() {
 
 void Worker::run() {
   now_ = Clock::now();
-  for (ListenerRuntime& l : listeners_) arm_accept(l);
-  arm_control_read();
+  on_control();  // applies the initial snapshot and arms the control read
   if (shutdown_requested_.load(std::memory_order_acquire)) begin_drain();
   std::vector<RecvOp*> retry;
   while (!draining_ || !sessions_.empty() || live_upstreams_ > 0) {

@@ -8,13 +8,16 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
 #include "proxy/access_log.h"
 #include "proxy/deadline.h"
 #include "proxy/ring.h"
+#include "proxy/snapshot.h"
 #include "upstream/pool.h"
 
 namespace switchyard::proxy {
@@ -22,23 +25,36 @@ namespace switchyard::proxy {
 class Session;
 class UpstreamConn;
 
-// Per-worker runtime of a configured pool: its balancer and idle keep-alive connections.
+// Per-worker runtime of a configured pool: its balancer and idle keep-alive connections. Kept
+// across reloads while the pool's servers are unchanged, so idle connections and passive health
+// survive; otherwise retired (connections returning to it are closed).
 struct PoolRuntime {
+  std::shared_ptr<const config::Config> owner;  // keeps *cfg alive
   const config::Pool* cfg = nullptr;
   upstream::Balancer balancer;
   std::vector<std::vector<UpstreamConn*>> idle;  // per server, most recently used last
+  bool retired = false;
 
-  explicit PoolRuntime(const config::Pool& pool)
-      : cfg(&pool), balancer(pool), idle(pool.servers.size()) {}
+  PoolRuntime(std::shared_ptr<const config::Config> owner, const config::Pool& pool)
+      : owner(std::move(owner)), cfg(&pool), balancer(pool), idle(pool.servers.size()) {}
 };
 
-// What a listener does with a request. (Route matching arrives with the rules engine; today the
-// first route of the listener's table applies to every request.)
+// What requests of one snapshot see on this worker.
+struct WorkerView {
+  std::shared_ptr<const Snapshot> snapshot;
+  std::vector<std::shared_ptr<PoolRuntime>> pools;  // config.pools order (= Decision::pool)
+
+  const config::Config& config() const { return *snapshot->config; }
+  // Route table of the named listener; -1 if the listener is not in this snapshot.
+  int table_for(std::string_view listener) const;
+};
+
+// A listening socket of this worker. Never freed while the worker runs (few exist; reloads that
+// drop one keep the object so sessions and the cancelled accept can still refer to it).
 struct ListenerRuntime {
-  const config::Listener* cfg = nullptr;
+  std::string name;
+  std::string bind;
   int fd = -1;
-  PoolRuntime* pool = nullptr;               // forward here, or
-  const config::Respond* respond = nullptr;  // answer this
   class AcceptOp* accept = nullptr;
 };
 
@@ -53,7 +69,7 @@ struct WorkerCounters {
 class Worker {
  public:
   // `listen_fds[i]` is this worker's socket for config.listeners[i] (ownership moves here).
-  Worker(int id, std::shared_ptr<const config::Config> config, std::vector<int> listen_fds);
+  Worker(int id, std::shared_ptr<const Snapshot> snapshot, std::vector<int> listen_fds);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -64,6 +80,10 @@ class Worker {
   void run();
   // Any thread: begin graceful shutdown (stop accepting, finish in-flight requests).
   void request_shutdown();
+  // Any thread: switch to `snapshot`. `listen_fds[i]` is a new socket for listener i of the new
+  // config, or -1 to keep this worker's socket of the listener with the same name and address.
+  // Listeners absent from the new config are closed. The worker applies it between completions.
+  void publish(std::shared_ptr<const Snapshot> snapshot, std::vector<int> listen_fds);
 
   AccessLogQueue& access_log() { return access_log_; }
   int id() const { return id_; }
@@ -71,11 +91,13 @@ class Worker {
   // --- used by sessions and connections (worker thread only) ---
   Ring& ring() { return ring_; }
   BufferRing& buffers() { return buffers_; }
-  const config::Config& config() const { return *config_; }
+  const config::Config& config() const { return view_->config(); }
+  const std::shared_ptr<const WorkerView>& view() const { return view_; }
+  rules::MatchScratch& scratch() { return scratch_; }
   Clock::time_point now() const { return now_; }
   bool draining() const { return draining_; }
   WorkerCounters& counters() { return counters_; }
-  bool access_log_enabled() const { return config_->access_log.enabled; }
+  bool access_log_enabled() const { return view_->config().access_log.enabled; }
 
   DeadlineList client_header_timeouts;
   DeadlineList client_idle_timeouts;
@@ -91,10 +113,12 @@ class Worker {
   void session_closed(Session* s);
   // Buffers for request/response heads, recycled between sessions.
   std::unique_ptr<char[]> take_head_buffer();
-  void give_head_buffer(std::unique_ptr<char[]> b);
+  void give_head_buffer(std::unique_ptr<char[]> b, std::size_t size);
   std::size_t head_buffer_size() const { return head_buffer_size_; }
 
   void on_accept(ListenerRuntime& l, int res, std::uint32_t flags);
+  // An idle upstream connection that cannot be kept: retired pool or pool full.
+  bool can_pool(const UpstreamConn& c) const;
 
  private:
   friend class ControlOp;
@@ -104,18 +128,19 @@ class Worker {
   void on_control();
   void begin_drain();
   void tick();
+  void apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> listen_fds);
+  void close_listener(ListenerRuntime& l);
 
   int id_;
-  std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const WorkerView> view_;
+  rules::MatchScratch scratch_;
   Ring ring_;  // declared before everything that submits to it or is registered with it
   BufferRing buffers_;
-  std::vector<std::unique_ptr<PoolRuntime>> pools_;
-  std::vector<ListenerRuntime> listeners_;
-  std::vector<int> listen_fds_;
+  std::vector<std::unique_ptr<ListenerRuntime>> listeners_;  // current, in config order
+  std::vector<std::unique_ptr<ListenerRuntime>> retired_listeners_;
   std::vector<Session*> sessions_;  // all live sessions (index kept in the session)
   std::vector<class RecvOp*> starved_;
   std::vector<Session*> dead_;  // closed this iteration, deleted after completions are handled
-  std::vector<class AcceptOp*> accept_ops_;
   std::vector<std::unique_ptr<char[]>> free_head_buffers_;
   std::size_t head_buffer_size_ = 0;
   AccessLogQueue access_log_;
@@ -127,6 +152,10 @@ class Worker {
   std::uint64_t control_value_ = 0;
   std::unique_ptr<class ControlOp> control_op_;
   std::atomic<bool> shutdown_requested_{false};
+  // Reload hand-off from the control plane: taken only on reload, never per request.
+  std::mutex publish_mutex_;
+  std::shared_ptr<const Snapshot> published_;
+  std::vector<int> published_fds_;
   bool draining_ = false;
 
  public:

@@ -109,3 +109,31 @@ TEST_CASE("configured responses carry their headers and body", "[http]") {
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 30\r\nContent-Length: 21\r\n"
         "Connection: close\r\n\r\n");
 }
+
+TEST_CASE("route header edits remove, replace and add fields", "[http]") {
+  ParsedHead in("GET /v1/x?q=1 HTTP/1.1\r\nHost: a\r\nCookie: s=1\r\nX-Version: 0\r\n\r\n",
+                MessageParser::Kind::kRequest);
+  switchyard::config::HeaderEdits edits;
+  edits.remove.push_back("cookie");
+  edits.set.push_back({"X-Version", "1"});
+  edits.add.push_back({"X-Trace", "on"});
+  RequestForwarding fwd;
+  fwd.x_forwarded_for = fwd.x_forwarded_proto = fwd.via = false;
+  fwd.edits = &edits;
+  fwd.target = "/api/v1/x?q=1";
+  std::string out;
+  write_upstream_request(in.buf.data(), in.parser.head(), fwd, out);
+  CHECK(out == "GET /api/v1/x?q=1 HTTP/1.1\r\nHost: a\r\nX-Version: 1\r\nX-Trace: on\r\n\r\n");
+
+  ParsedHead resp("HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 0\r\n\r\n",
+                  MessageParser::Kind::kResponse);
+  switchyard::config::HeaderEdits redits;
+  redits.remove.push_back("server");
+  redits.set.push_back({"Cache-Control", "max-age=60"});
+  ResponseForwarding rf;
+  rf.via = false;
+  rf.edits = &redits;
+  std::string rout;
+  write_client_response(resp.buf.data(), resp.parser.head(), rf, rout);
+  CHECK(rout == "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nCache-Control: max-age=60\r\n\r\n");
+}
