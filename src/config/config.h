@@ -107,7 +107,7 @@ struct Match {
     kMethod,      // patterns: method names, case-sensitive as in HTTP (any)
     kHeader,      // name (case-insensitive) + test; any value of a repeated header may satisfy it
     kQuery,       // name (exact, after percent-decoding) + test
-    kCookie,      // name (exact) + test (kPresent/kAbsent/kExact)
+    kCookie,      // name (exact) + test
     kSource,      // cidrs: client address in any of them
   };
   Kind kind = Kind::kAll;

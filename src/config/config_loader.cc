@@ -3,8 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <fmt/format.h>
-#include <unistd.h>
 #include <re2/re2.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -40,14 +40,14 @@ constexpr std::string_view kTopLevelKeys[] = {"workers",  "access_log", "limits"
 constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
 constexpr std::string_view kListenerKeys[] = {"name", "bind", "routes"};
 constexpr std::string_view kRouteKeys[] = {
-    "match",  "pool",   "split",           "redirect",         "respond",
-    "goto",   "sticky", "request_headers", "response_headers", "rewrite"};
+    "match", "pool",   "split",           "redirect",         "respond",
+    "goto",  "sticky", "request_headers", "response_headers", "rewrite"};
 // The actions of a route, of which it has exactly one, in the order messages list them.
 constexpr std::string_view kRouteActions[] = {"pool", "split", "redirect", "respond", "goto"};
 constexpr std::string_view kRespondKeys[] = {"status", "headers", "body"};
-constexpr std::string_view kMatchKeys[] = {"host",   "path",  "path_prefix", "path_regex",
-                                           "method", "header", "query",      "cookie",
-                                           "source", "all",    "any",        "not"};
+constexpr std::string_view kMatchKeys[] = {"host",   "path",   "path_prefix", "path_regex",
+                                           "method", "header", "query",       "cookie",
+                                           "source", "all",    "any",         "not"};
 constexpr std::string_view kValueTestKeys[] = {"present", "exact", "regex"};
 constexpr std::string_view kSplitEntryKeys[] = {"pool", "weight"};
 constexpr std::string_view kStickyKeys[] = {"cookie", "header"};
@@ -62,7 +62,7 @@ constexpr std::string_view kRedirectPlaceholders[] = {"{scheme}", "{host}", "{pa
 constexpr int kMaxSplitWeight = 1000;
 // Hop-by-hop and framing headers: the proxy writes these itself, so a header edit must not.
 constexpr std::string_view kUneditableHeaders[] = {
-    "connection", "keep-alive", "proxy-connection", "te",
+    "connection", "keep-alive", "proxy-connection",  "te",
     "trailer",    "upgrade",    "transfer-encoding", "content-length"};
 // Removing these would leave a message the proxy could not frame.
 constexpr std::string_view kUnremovableHeaders[] = {"content-length", "transfer-encoding"};
@@ -337,7 +337,8 @@ bool contains(std::span<const std::string_view> list, std::string_view word) {
 }
 
 bool icontains(std::span<const std::string_view> list, std::string_view word) {
-  return std::any_of(list.begin(), list.end(), [&](std::string_view w) { return iequals(w, word); });
+  return std::any_of(list.begin(), list.end(),
+                     [&](std::string_view w) { return iequals(w, word); });
 }
 
 std::string lower(std::string_view s) {
@@ -385,9 +386,10 @@ std::string check_path_pattern(std::string_view pattern) {
   // The matcher's own normalisation, so a pattern is accepted exactly when it can match.
   std::string normalised;
   if (!rules::normalize_path(pattern, normalised)) {
-    return fmt::format("path pattern '{}' has a malformed percent-escape; '%' must be followed "
-                       "by two hex digits",
-                       pattern);
+    return fmt::format(
+        "path pattern '{}' has a malformed percent-escape; '%' must be followed "
+        "by two hex digits",
+        pattern);
   }
   if (normalised != pattern) {
     return fmt::format("path pattern is not normalised; did you mean '{}'?", normalised);
@@ -403,9 +405,10 @@ std::string check_host_pattern(std::string_view host) {
   if (host.front() == '[') {
     const std::size_t close = host.find(']');
     if (close != std::string_view::npos && close + 1 < host.size()) {
-      return fmt::format("host pattern '{}' must not include a port; ports are ignored when "
-                         "matching hosts",
-                         host);
+      return fmt::format(
+          "host pattern '{}' must not include a port; ports are ignored when "
+          "matching hosts",
+          host);
     }
     in6_addr address{};
     const std::string literal(host.substr(1, close == std::string_view::npos ? 0 : close - 1));
@@ -1153,9 +1156,10 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
       if (rewrite) route.rewrite = std::move(*rewrite);
       ok = ok && rewrite.has_value();
     } else {
+      HeaderEdits& target =
+          key == "request_headers" ? route.request_headers : route.response_headers;
       auto edits = read_header_edits(f->value, key);
-      if (edits) (key == "request_headers" ? route.request_headers : route.response_headers) =
-          std::move(*edits);
+      if (edits) target = std::move(*edits);
       ok = ok && edits.has_value();
     }
   }
@@ -1290,8 +1294,7 @@ std::optional<Match> Loader::read_matcher(const Field& f) {
       } else if (!std::all_of(m.begin(), m.end(), is_upper)) {
         std::string upper = m;
         for (char& c : upper) c = is_upper(c) ? c : static_cast<char>(c - 'a' + 'A');
-        message =
-            fmt::format("method names are case-sensitive; did you mean '{}'?", upper);
+        message = fmt::format("method names are case-sensitive; did you mean '{}'?", upper);
       }
       match.patterns.push_back(m);
     } else {  // source
@@ -1367,8 +1370,7 @@ std::optional<ValueTest> Loader::read_value_test(const Value& v, std::string_vie
   if (!map) return std::nullopt;
   if (map->fields.size() != v.node.size()) return std::nullopt;  // open_map reported a key
   if (map->fields.size() != 1) {
-    error(map->mark,
-          fmt::format("a {} test needs exactly one of {}", what, join(kValueTestKeys)));
+    error(map->mark, fmt::format("a {} test needs exactly one of {}", what, join(kValueTestKeys)));
     return std::nullopt;
   }
   const Field& f = map->fields.front();
@@ -1470,16 +1472,16 @@ std::optional<Redirect> Loader::read_redirect(const Value& v) {
     auto n = read_int(*s, "redirect.status", 100, 599);
     if (n && std::find(std::begin(kRedirectStatuses), std::end(kRedirectStatuses), *n) ==
                  std::end(kRedirectStatuses)) {
-      error(s->mark,
-            fmt::format("redirect status must be 301, 302, 303, 307 or 308, got {}", *n));
+      error(s->mark, fmt::format("redirect status must be 301, 302, 303, 307 or 308, got {}", *n));
       n.reset();
     }
     if (n) redirect.status = static_cast<int>(*n);
     ok = ok && n.has_value();
   }
   // Each part: a template, then the checks particular to that part of a URL.
-  const auto read_part = [&](std::string_view part,
-                             std::string (*check)(const std::string&)) -> std::optional<std::string> {
+  const auto read_part =
+      [&](std::string_view part,
+          std::string (*check)(const std::string&)) -> std::optional<std::string> {
     const Value* p = map->get(part);
     if (p == nullptr) return std::nullopt;
     auto text = read_string(*p);
@@ -1524,8 +1526,7 @@ std::optional<Redirect> Loader::read_redirect(const Value& v) {
     if (s.find('#') != std::string::npos) return "redirect query must not contain '#'";
     return {};
   });
-  if (ok && !map->get("scheme") && !map->get("host") && !map->get("path") &&
-      !map->get("query")) {
+  if (ok && !map->get("scheme") && !map->get("host") && !map->get("path") && !map->get("query")) {
     // It would send the client back to the very URL it asked for, forever.
     error(map->mark, "redirect changes nothing; give at least one of scheme, host, path, query");
     ok = false;
@@ -1571,8 +1572,8 @@ std::optional<HeaderEdits> Loader::read_header_edits(const Value& v, std::string
           error(name.mark, fmt::format("invalid header name '{}'", name.text));
           ok = false;
         } else if (icontains(kUnremovableHeaders, name.text)) {
-          error(name.mark, fmt::format("header '{}' frames the message and cannot be removed",
-                                       name.text));
+          error(name.mark,
+                fmt::format("header '{}' frames the message and cannot be removed", name.text));
           ok = false;
         } else if (!note_use(name.text, "remove", name.mark)) {
           ok = false;
@@ -1611,8 +1612,7 @@ std::optional<HeaderEdits> Loader::read_header_edits(const Value& v, std::string
         continue;
       }
       if (value->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
-        error(h.value.mark,
-              fmt::format("header '{}' value must not contain CR, LF or NUL", h.key));
+        error(h.value.mark, fmt::format("header '{}' value must not contain CR, LF or NUL", h.key));
         ok = false;
         continue;
       }

@@ -334,7 +334,10 @@ bool CompiledRuleSet::rewrite_target(const Decision& d, const RequestView& req,
   if (rw.kind == config::PathRewrite::Kind::kNone) return false;
   RequestContext ctx;
   ctx.init(req, scratch);
-  std::string_view path = ctx.raw_path;
+  // Rewrite what was matched: the normalised path. Rewriting the raw path would let
+  // "//v1/x" match `path_prefix: /v1/` yet reach the server un-rewritten.
+  if (!ctx.path_ok) return false;
+  std::string_view path = ctx.path;
   std::size_t mark = out.size();
   if (rw.kind == config::PathRewrite::Kind::kPrefix) {
     if (!path.starts_with(rw.from)) return false;

@@ -268,8 +268,7 @@ TEST_CASE("host patterns are lower-cased and may be a list or a wildcard", "[con
   CHECK(same_mark(m.mark, 3, 15));
 }
 
-TEST_CASE("path and path_prefix take a string or a list of normalised paths",
-          "[config][routing]") {
+TEST_CASE("path and path_prefix take a string or a list of normalised paths", "[config][routing]") {
   Match m = only_match(route_with(R"({path: /exact})"));
   CHECK(m.kind == Kind::kPath);
   CHECK(m.patterns == Strings{"/exact"});
@@ -479,8 +478,7 @@ routes:
   CHECK(table(*config, "second")[0].go_to == "third");
 }
 
-TEST_CASE("header edits keep names as written and remove names lower-cased",
-          "[config][routing]") {
+TEST_CASE("header edits keep names as written and remove names lower-cased", "[config][routing]") {
   auto config = load_ok(R"(
 routes:
   main:
@@ -639,8 +637,7 @@ TEST_CASE("string matchers take a string or a non-empty list of strings", "[conf
 // Matcher value errors
 
 TEST_CASE("host patterns are checked", "[config][routing]") {
-  CHECK(match_errors(R"({host: ""})") ==
-        Errors{"test.yaml:3:21: host pattern must not be empty"});
+  CHECK(match_errors(R"({host: ""})") == Errors{"test.yaml:3:21: host pattern must not be empty"});
   CHECK(match_errors(R"({host: "*"})") ==
         Errors{"test.yaml:3:21: host pattern '*' matches every host; leave out host instead"});
   CHECK(match_errors(R"({host: [a.example, "example.com:8080"]})") ==
@@ -689,14 +686,12 @@ TEST_CASE("path patterns must be normalised absolute paths", "[config][routing]"
                "be followed by two hex digits"});
 }
 
-TEST_CASE("path patterns that are not normalised suggest their normal form",
-          "[config][routing]") {
+TEST_CASE("path patterns that are not normalised suggest their normal form", "[config][routing]") {
   const std::pair<const char*, const char*> cases[] = {
-      {"/a/b/../c", "/a/c"},     {"/a/./b", "/a/b"},        {"//a///b", "/a/b"},
-      {"/a/.", "/a/"},           {"/a/b/..", "/a/"},        {"/..", "/"},
-      {"/../a", "/a"},           {"/%7Euser", "/~user"},    {"/%61%2d%5F", "/a-_"},
-      {"/a%2fb", "/a%2Fb"},      {"/%2e%2E/x", "/x"},       {"/a/%2E/b", "/a/b"},
-      {"/a//", "/a/"},           {"/a/..//b", "/b"},        {"/%c3%a9", "/%C3%A9"},
+      {"/a/b/../c", "/a/c"},  {"/a/./b", "/a/b"},   {"//a///b", "/a/b"},    {"/a/.", "/a/"},
+      {"/a/b/..", "/a/"},     {"/..", "/"},         {"/../a", "/a"},        {"/%7Euser", "/~user"},
+      {"/%61%2d%5F", "/a-_"}, {"/a%2fb", "/a%2Fb"}, {"/%2e%2E/x", "/x"},    {"/a/%2E/b", "/a/b"},
+      {"/a//", "/a/"},        {"/a/..//b", "/b"},   {"/%c3%a9", "/%C3%A9"},
   };
   for (const auto& [pattern, normal] : cases) {
     INFO(pattern);
