@@ -349,6 +349,9 @@ void Session::advance_request_head() {
 
 void Session::on_request_head(std::size_t head_end) {
   client_timer_.disarm();
+  // A request runs on the newest snapshot at the moment its head is complete: a keep-alive
+  // connection that sat idle through a reload must not route by the old rules.
+  adopt_view();
   head_end_ = head_end;
   ++w_.counters().requests;
   const http::Head& h = req_.head();

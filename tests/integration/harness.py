@@ -882,6 +882,43 @@ class ProxyError(Exception):
     pass
 
 
+RELOAD_APPLIED = "configuration reloaded from"
+RELOAD_REFUSED = "reload refused"
+
+
+@dataclasses.dataclass
+class ReloadOutcome:
+    """What a SIGHUP led to: `applied` or refused, and the stderr lines logged meanwhile."""
+    applied: bool
+    log: str
+
+
+CONFIG_EXAMPLES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                    "..", "..", "config"))
+_EXAMPLE_SERVER = re.compile(r"127\.0\.0\.1:90\d\d\b")
+_EXAMPLE_BIND = re.compile(r"(\bbind:[ \t]*)(\"[^\"]*\"|'[^']*'|[^\s,}#]+)")
+
+
+def example_config(filename: str, servers: dict[str, str]) -> str:
+    """The text of config/`filename` made runnable by a test.
+
+    Example configs name their servers 127.0.0.1:9001, 127.0.0.1:9002, ... (placeholders); each
+    must be mapped to a real address in `servers` (e.g. {"127.0.0.1:9001": origin.address}).
+    Every `bind:` becomes 127.0.0.1:0. Everything else is kept as written, so line numbers match.
+    """
+    with open(os.path.join(CONFIG_EXAMPLES_DIR, filename)) as f:
+        text = f.read()
+    found = set(_EXAMPLE_SERVER.findall(text))
+    unmapped = found - set(servers)
+    if unmapped:
+        raise ValueError(f"{filename}: no address given for placeholder(s) {sorted(unmapped)}")
+    unused = set(servers) - found
+    if unused:
+        raise ValueError(f"{filename}: placeholder(s) {sorted(unused)} do not occur in the file")
+    text = _EXAMPLE_SERVER.sub(lambda m: servers[m.group(0)], text)
+    return _EXAMPLE_BIND.sub(lambda m: m.group(1) + f"{LOOPBACK}:0", text)
+
+
 _LISTENER_READY = re.compile(r"listener (\S+) ready on (\S+):(\d+)")
 
 
@@ -990,9 +1027,57 @@ class Proxy:
                 pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def write_config(self, config: dict | str) -> None:
+        """Replaces the config file (atomically: a reload never sees half a file)."""
+        self.config_text = config if isinstance(config, str) else to_yaml(config)
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(self.config_text)
+        os.replace(tmp, self.config_path)
+
+    def reload(self, config: dict | str | None = None, timeout: float = 10.0) -> "ReloadOutcome":
+        """Writes `config` (if given) to the config file, sends SIGHUP and waits for the proxy to
+        log either "configuration reloaded from" or "reload refused". Raises ProxyError when it
+        logs neither within `timeout`. Listeners the reload opened are added to `ports`."""
+        if config is not None:
+            self.write_config(config)
+        offset = self.stderr_size()
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGHUP)  # not send_signal: the proxy must keep running
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.stderr_since(offset)
+            applied = RELOAD_APPLIED in text
+            if applied or RELOAD_REFUSED in text:
+                # The outcome line is the last one a reload logs; lines before it are complete.
+                for name, _host, port in _LISTENER_READY.findall(text):
+                    self.ports[name] = int(port)
+                return ReloadOutcome(applied, text)
+            if not self.running():
+                raise ProxyError(f"proxy exited after SIGHUP\n{self.describe()}")
+            if time.monotonic() > deadline:
+                raise ProxyError(f"no '{RELOAD_APPLIED}' or '{RELOAD_REFUSED}' within {timeout}s "
+                                 f"of SIGHUP; logged meanwhile:\n{text}")
+            time.sleep(0.01)
+
     # -- observations ---------------------------------------------------------------------
     def stderr_text(self) -> str:
         return _read_text(self.stderr_path)
+
+    def stderr_size(self) -> int:
+        try:
+            return os.path.getsize(self.stderr_path)
+        except FileNotFoundError:
+            return 0
+
+    def stderr_since(self, offset: int) -> str:
+        """What the proxy wrote to stderr after byte `offset` (see stderr_size)."""
+        try:
+            with open(self.stderr_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
 
     def stdout_text(self) -> str:
         return _read_text(self.stdout_path)
@@ -1108,7 +1193,16 @@ class ProxyTestCase(unittest.TestCase):
 
     def _test_failed(self) -> bool:
         outcome = getattr(self, "_outcome", None)
-        return outcome is None or not getattr(outcome, "success", False)
+        if outcome is None:
+            return True
+        # Python 3.11 runs each cleanup in its own "test part", which resets outcome.success to
+        # True, so inside a cleanup the failures already recorded in the result are what counts.
+        result = getattr(outcome, "result", None)
+        for test, _ in (list(getattr(result, "failures", ())) +
+                        list(getattr(result, "errors", ()))):
+            if test is self or getattr(test, "test_case", None) is self:  # or a subTest of it
+                return True
+        return not getattr(outcome, "success", False)
 
     def _cleanup_proxy(self, proxy: Proxy) -> None:
         died = proxy.proc is not None and not proxy.stop_requested and not proxy.running()
