@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "rules/rule_set.h"  // normalize_path
+#include "rules/uri_chars.h"
 
 namespace switchyard::config {
 namespace {
@@ -347,11 +348,6 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-bool is_unreserved(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
-}
-
 // A character for a message: itself if printable, else \xHH.
 std::string shown_char(char c) {
   const auto byte = static_cast<unsigned char>(c);
@@ -362,7 +358,8 @@ std::string shown_char(char c) {
 // Characters a request path may contain literally (RFC 3986 pchar and "/"; "%" starts an escape).
 bool is_path_char(char c) {
   constexpr std::string_view kOthers = "!$&'()*+,;=:@/%";
-  return is_unreserved(c) || kOthers.find(c) != std::string_view::npos;
+  return rules::is_unreserved(static_cast<unsigned char>(c)) ||
+         kOthers.find(c) != std::string_view::npos;
 }
 
 // A `path` or `path_prefix` pattern: compared against normalised request paths, so it must be in

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "rules/uri_chars.h"
+
 namespace switchyard::rules {
 
 namespace {
@@ -18,18 +20,6 @@ std::string lower_copy(std::string_view s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
   }
   return out;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool is_unreserved(unsigned char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-         c == '.' || c == '_' || c == '~';
 }
 
 template <class Fn>
@@ -106,26 +96,8 @@ HostPatterns compile_host_patterns(const std::vector<std::string>& patterns) {
 }
 
 std::string normalize_path_pattern(std::string_view pattern) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
-  for (std::size_t i = 0; i < pattern.size(); ++i) {
-    int hi = -1, lo = -1;
-    if (pattern[i] == '%' && i + 2 < pattern.size()) {
-      hi = hex_value(pattern[i + 1]);
-      lo = hex_value(pattern[i + 2]);
-    }
-    if (hi < 0 || lo < 0) {
-      out.push_back(pattern[i]);
-      continue;
-    }
-    auto decoded = static_cast<unsigned char>(hi * 16 + lo);
-    if (is_unreserved(decoded)) {
-      out.push_back(static_cast<char>(decoded));
-    } else {
-      out += {'%', kHex[hi], kHex[lo]};
-    }
-    i += 2;
-  }
+  append_normalised_escapes(pattern, out, /*strict=*/false);
   return out;
 }
 

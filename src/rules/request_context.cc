@@ -2,19 +2,14 @@
 
 #include <string>
 
+#include "rules/uri_chars.h"
+
 namespace switchyard::rules {
 
 namespace {
 
 char lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
 }
 
 // "host:port" / "[v6]:port" -> host; the port never takes part in host matching.

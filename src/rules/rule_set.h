@@ -25,8 +25,8 @@ struct RequestView {
 
 // Reusable per-worker buffers; capacity grows to the largest request seen, then stays.
 struct MatchScratch {
-  std::string path;   // normalised path of the current request
-  std::string work;   // temporary space for decoding
+  std::string path;  // normalised path of the current request
+  std::string work;  // temporary space for decoding
 };
 
 struct Decision {
@@ -49,8 +49,8 @@ class RuleSet {
   virtual Decision decide(int table, const RequestView& req, MatchScratch& scratch) const = 0;
 
   // The Location of a redirect decision (absolute URL), appended to `out`.
-  virtual void redirect_location(const Decision& d, const RequestView& req,
-                                 MatchScratch& scratch, std::string& out) const = 0;
+  virtual void redirect_location(const Decision& d, const RequestView& req, MatchScratch& scratch,
+                                 std::string& out) const = 0;
 
   // For a route with a path rewrite: appends the request-target to send upstream (rewritten path
   // plus the original query) to `out` and returns true; false (out untouched) if the route has no
