@@ -80,8 +80,8 @@ struct Respond {
 
 // A network prefix for `source` matching ("10.0.0.0/8", "::1/128"; a bare address is /32 or /128).
 struct Cidr {
-  int family = AF_INET;               // AF_INET or AF_INET6
-  std::uint8_t address[16] = {};      // network byte order; first 4 bytes for IPv4
+  int family = AF_INET;           // AF_INET or AF_INET6
+  std::uint8_t address[16] = {};  // network byte order; first 4 bytes for IPv4
   int prefix_length = 0;
   std::string text;
 };
@@ -145,9 +145,9 @@ struct Redirect {
 };
 
 struct HeaderEdits {
-  std::vector<Header> set;             // replace every existing value
-  std::vector<Header> add;             // append a field
-  std::vector<std::string> remove;     // drop every field with this name
+  std::vector<Header> set;          // replace every existing value
+  std::vector<Header> add;          // append a field
+  std::vector<std::string> remove;  // drop every field with this name
   bool empty() const { return set.empty() && add.empty() && remove.empty(); }
 };
 

@@ -19,8 +19,15 @@ std::string_view connection_value(const char* base, const Head& head) {
 }
 
 // A sender may name further hop-by-hop fields in Connection (RFC 9110 §7.6.1); several Connection
-// fields form one list, so every one of them is consulted.
+// fields form one list, so every one of them is consulted. Fields that frame the message or
+// identify its target are never dropped this way: the body is forwarded with the framing we
+// parsed, so the next hop must see the same framing ("Connection: content-length" would
+// otherwise smuggle the body upstream as a second request).
 bool named_by_connection(const char* base, const Head& head, std::string_view name) {
+  if (iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+      iequals(name, "host")) {
+    return false;
+  }
   for (const HeaderSpan& h : head.headers) {
     if (iequals(h.name.in(base), "connection") && list_contains_token(h.value.in(base), name))
       return true;

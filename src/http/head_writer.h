@@ -20,8 +20,8 @@ struct RequestForwarding {
   bool x_forwarded_for = true;
   bool x_forwarded_proto = true;
   bool via = true;
-  std::string_view target;                       // request-target to send; empty = the client's
-  const config::HeaderEdits* edits = nullptr;    // route's request header edits, if any
+  std::string_view target;                     // request-target to send; empty = the client's
+  const config::HeaderEdits* edits = nullptr;  // route's request header edits, if any
 };
 
 // The request head to send upstream: always HTTP/1.1, keep-alive, body framing untouched.

@@ -196,6 +196,10 @@ int MessageParser::on_headers_complete(llhttp_t* p) {
     }
   } else {
     h.no_body = !h.chunked && h.content_length == 0;
+    // We never tunnel (CONNECT is refused, Upgrade is stripped), so a request's body is always
+    // framed by its headers. Left set, llhttp would ignore a CONNECT's Content-Length (desyncing
+    // the upstream connection) and stop after an Upgrade request.
+    p->upgrade = 0;
   }
   h.keep_alive = llhttp_should_keep_alive(p) != 0;
   m.in_head_ = false;

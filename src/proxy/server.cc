@@ -197,8 +197,9 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
     }
     std::vector<std::vector<int>> fds;
     if (!open_listeners(*loaded.config, workers, config->listeners, fds)) {
-      spdlog::error("reload refused: a listener could not be opened; still serving the previous "
-                    "configuration");
+      spdlog::error(
+          "reload refused: a listener could not be opened; still serving the previous "
+          "configuration");
       return;
     }
     for (unsigned w = 0; w < workers; ++w) pool[w]->publish(next, std::move(fds[w]));

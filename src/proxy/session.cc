@@ -304,6 +304,12 @@ void Session::on_client_recv(int res, std::uint32_t flags) {
   auto n = static_cast<std::size_t>(res);
   bytes_in_ += n;
   const char* data = w_.buffers().data(static_cast<std::uint16_t>(bid));
+  if (resp_state_ == RespState::kLocal) {
+    // An answer of ours (e.g. a 408) is already on its way and decides this connection's fate:
+    // whatever the client still sends must not start another request.
+    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    return;
+  }
   if (req_state_ == ReqState::kHead) {
     if (in_len_ == 0) {
       request_start_ = w_.now();
@@ -317,7 +323,7 @@ void Session::on_client_recv(int res, std::uint32_t flags) {
     advance_request_head();
     return;
   }
-  if (req_state_ != ReqState::kBody || !up_ || resp_state_ == RespState::kLocal) {
+  if (req_state_ != ReqState::kBody || !up_) {
     // A late read after we stopped forwarding (an error answer is on its way): drop it.
     w_.buffers().recycle(static_cast<std::uint16_t>(bid));
     return;
@@ -358,12 +364,15 @@ void Session::on_request_head(std::size_t head_end) {
   const char* base = in_.get();
   request_is_head_ = h.method.in(base) == "HEAD";
   client_keep_alive_ = h.keep_alive && !draining_ && !w_.draining();
-  bool has_host = false;
+  int hosts = 0;
   for (const http::HeaderSpan& f : h.headers) {
-    if (http::iequals(f.name.in(base), "host")) has_host = true;
+    if (http::iequals(f.name.in(base), "host")) ++hosts;
   }
-  // RFC 9112 §3.2: a 1.1 request without Host is invalid.
-  if (!has_host && h.version_minor >= 1) return fail(400);
+  // RFC 9112 §3.2: a 1.1 request without Host, or any request with several, is invalid (two
+  // Hosts would let routing and the origin disagree about the target).
+  if ((hosts == 0 && h.version_minor >= 1) || hosts > 1) return fail(400);
+  // We do not tunnel: CONNECT gets a clear answer instead of a desynchronised connection.
+  if (h.method.in(base) == "CONNECT") return fail(501);
   std::uint64_t max_body = cfg().limits.max_body_bytes;
   if (max_body && h.has_content_length && h.content_length > max_body) return fail(413);
 
@@ -390,8 +399,8 @@ void Session::on_request_head(std::size_t head_end) {
     view_->snapshot->rules->redirect_location(decision_, view, w_.scratch(), location_);
     return respond_redirect(route->redirect->status);
   }
-  pool_ = decision_.pool >= 0 ? view_->pools[static_cast<std::size_t>(decision_.pool)].get()
-                              : nullptr;
+  pool_ =
+      decision_.pool >= 0 ? view_->pools[static_cast<std::size_t>(decision_.pool)].get() : nullptr;
   tried_ = 0;
   up_head_.clear();
   start_upstream();

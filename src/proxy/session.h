@@ -134,9 +134,9 @@ class Session {
   std::shared_ptr<const WorkerView> view_;  // the snapshot this request runs on
   int table_ = -1;                          // the listener's route table in view_
   rules::Decision decision_;
-  std::string location_;  // redirect target
-  std::string target_;    // rewritten request-target
-  std::size_t head_cap_ = 0;  // size of in_ and rin_
+  std::string location_;                     // redirect target
+  std::string target_;                       // rewritten request-target
+  std::size_t head_cap_ = 0;                 // size of in_ and rin_
   char client_[INET6_ADDRSTRLEN + 8] = "-";  // "ip:port"
   std::size_t client_ip_len_ = 0;
 

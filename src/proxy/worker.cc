@@ -78,7 +78,18 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot, std::vector<int> 
   {
     std::lock_guard<std::mutex> lock(publish_mutex_);
     if (published_) {
-      // An earlier reload this worker has not applied yet: superseded.
+      // An earlier reload this worker has not applied yet is superseded. The control plane
+      // believes its new listeners open ("keep yours" = -1): hand their sockets on, close the rest.
+      const auto& older = published_->config->listeners;
+      const auto& newer = snapshot->config->listeners;
+      for (std::size_t i = 0; i < newer.size() && i < listen_fds.size(); ++i) {
+        if (listen_fds[i] >= 0) continue;
+        for (std::size_t j = 0; j < older.size() && j < published_fds_.size(); ++j) {
+          if (older[j].name == newer[i].name && older[j].bind.text == newer[i].bind.text) {
+            std::swap(listen_fds[i], published_fds_[j]);
+          }
+        }
+      }
       for (int fd : published_fds_) {
         if (fd >= 0) ::close(fd);
       }

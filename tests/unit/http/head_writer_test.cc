@@ -137,3 +137,15 @@ TEST_CASE("route header edits remove, replace and add fields", "[http]") {
   write_client_response(resp.buf.data(), resp.parser.head(), rf, rout);
   CHECK(rout == "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nCache-Control: max-age=60\r\n\r\n");
 }
+
+TEST_CASE("Connection cannot strip the fields that frame a message or name its target", "[http]") {
+  ParsedHead in(
+      "POST /x HTTP/1.1\r\nHost: a\r\nConnection: content-length, host, x-drop\r\n"
+      "Content-Length: 3\r\nX-Drop: 1\r\n\r\n",
+      MessageParser::Kind::kRequest);
+  RequestForwarding fwd;
+  fwd.x_forwarded_for = fwd.x_forwarded_proto = fwd.via = false;
+  std::string out;
+  write_upstream_request(in.buf.data(), in.parser.head(), fwd, out);
+  CHECK(out == "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n");
+}
