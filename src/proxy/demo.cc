@@ -149,7 +149,7 @@ int run_demo(std::uint16_t port, unsigned origins) {
     spdlog::error("{}", err);
     return 1;
   }
-  return run_server(snapshot, "", [port] {
+  return run_server(snapshot, "", [](std::uint16_t port) {
     std::printf(
         "\nTry:\n  curl -v http://127.0.0.1:%u/\n  curl http://127.0.0.1:%u/hello   (repeat: "
         "the origin changes, round robin)\n  curl -I http://127.0.0.1:%u/\n\nCtrl-C stops the "

@@ -112,7 +112,7 @@ bool open_listeners(const config::Config& config, unsigned workers,
 }  // namespace
 
 int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& config_path,
-               const std::function<void()>& on_ready) {
+               const std::function<void(std::uint16_t)>& on_ready) {
   std::shared_ptr<const config::Config> config = snapshot->config;
   unsigned workers = config->workers;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
@@ -120,6 +120,7 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   // listen_fds[w][l]: worker w's socket for listener l.
   std::vector<std::vector<int>> listen_fds;
   if (!open_listeners(*config, workers, {}, listen_fds)) return 1;
+  std::uint16_t first_port = listen_fds[0].empty() ? 0 : bound_port(listen_fds[0][0]);
 
   AccessLogWriter access_log;
   if (std::string err = access_log.open(config->access_log); !err.empty()) {
@@ -227,7 +228,7 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
     for (auto& w : pool) w->request_shutdown();
   } else {
     spdlog::info("switchyard ready: {} workers", workers);
-    if (on_ready) on_ready();
+    if (on_ready) on_ready(first_port);
   }
   // The control plane runs until the workers have finished.
   std::thread waiter([&] {
