@@ -43,6 +43,15 @@ config::Route rewrite_route(config::PathRewrite::Kind kind, std::string from, st
   return r;
 }
 
+// rewrite_target for `route` as if it had matched a GET of `target`.
+bool rewrite_with(const RuleSet& rules, const config::Route& route, const char* target,
+                  MatchScratch& scratch, std::string& out) {
+  TestRequest r("GET", target, {{"Host", "h"}});
+  Decision d;
+  d.route = &route;
+  return rules.rewrite_target(d, r.view(), scratch, out);
+}
+
 // Runs every routing case both scanned and indexed.
 const std::size_t kModes[] = {kNeverIndex, 1};
 
@@ -263,10 +272,7 @@ TEST_CASE("rewrite_target: prefix replacement keeps the query", "[rules]") {
   auto rules = compile_or_die(*config);
   MatchScratch scratch;
   auto rewrite = [&](int route, const char* target, std::string& out) {
-    TestRequest r("GET", target, {{"Host", "h"}});
-    Decision d;
-    d.route = &routes[route];
-    return rules->rewrite_target(d, r.view(), scratch, out);
+    return rewrite_with(*rules, routes[route], target, scratch, out);
   };
   std::string out;
   CHECK(rewrite(0, "/api/users?x=1&y", out));
@@ -309,10 +315,7 @@ TEST_CASE("rewrite_target: regex replacement with captures", "[rules]") {
   auto rules = compile_or_die(*config);
   MatchScratch scratch;
   auto rewrite = [&](int route, const char* target, std::string& out) {
-    TestRequest r("GET", target, {{"Host", "h"}});
-    Decision d;
-    d.route = &routes[route];
-    return rules->rewrite_target(d, r.view(), scratch, out);
+    return rewrite_with(*rules, routes[route], target, scratch, out);
   };
   std::string out;
   CHECK(rewrite(0, "/u/42/profile/photo?size=2", out));
