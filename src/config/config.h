@@ -173,6 +173,10 @@ struct Route {
   HeaderEdits request_headers;
   HeaderEdits response_headers;
   PathRewrite rewrite;
+  // When the route's pool (or split) has no server available: send the request to this pool
+  // instead, or answer with this response (a "sorry page"). Without it: 503.
+  std::optional<std::string> fallback_pool;
+  std::optional<Respond> fallback_respond;
 };
 
 struct RouteTable {
@@ -182,14 +186,84 @@ struct RouteTable {
 
 struct Server {
   SocketAddress address;
-  std::uint32_t weight = 1;
+  std::uint32_t weight = 1;           // 0 = quiesced: no new requests, in-flight ones finish
+  std::uint32_t max_connections = 0;  // concurrent requests to this server; 0 = unlimited
+  bool drain = false;                 // no new requests (persistent clients included); idle
+                                      // keep-alive connections to it are closed
+  bool backup = false;                // used only while no non-backup server is available
+};
+
+// What a hashing scheduler (sh, dh, mh, lblc, lblcr) hashes.
+struct HashKey {
+  enum class On {
+    kDefault,     // the scheduler's own default: source for sh/mh, URL for dh/lblc/lblcr
+    kSource,      // client address
+    kSourcePort,  // client address and port (IPVS sh-port)
+    kHeader,      // the value of header `name` (absent: falls back to the client address)
+    kCookie,      // the value of cookie `name` (absent: falls back to the client address)
+    kUrl,         // the normalised path and query
+  };
+  On on = On::kDefault;
+  std::string name;
+};
+
+// Active health checks, run by the control plane against every server of the pool.
+struct HealthCheck {
+  enum class Kind { kTcp, kHttp };
+  Kind kind = Kind::kTcp;
+  std::string method = "GET";  // kHttp
+  std::string path = "/";      // kHttp
+  std::string host;            // kHttp: Host header; empty = the server's address
+  int expect_min = 200;        // kHttp: accepted status range, inclusive
+  int expect_max = 399;
+  std::string body_contains;  // kHttp: non-empty = the body must contain it
+  Millis interval{2000};
+  Millis timeout{1000};
+  std::uint32_t rise = 2;  // consecutive successes that bring a DOWN server UP
+  std::uint32_t fall = 3;  // consecutive failures that take an UP server DOWN
+  std::uint32_t jitter_percent = 10;  // each interval varies by up to this share, spreading checks
+};
+
+// Passive health (outlier detection): what workers see on real traffic.
+struct OutlierDetection {
+  std::uint32_t consecutive_failures = 5;  // connect failures / resets / 5xx in a row; 0 = off
+  bool count_5xx = true;                   // whether 5xx responses count as failures
+  Millis base_ejection{10000};             // first ejection; doubles on each repeat
+  Millis max_ejection{300000};
+};
+
+// Keeps a client on the server it was sent to before.
+struct Persistence {
+  enum class Kind { kNone, kSource, kCookie };
+  Kind kind = Kind::kNone;
+  Millis timeout{300000};               // kSource: idle time after which the entry expires
+  std::uint8_t netmask_v4 = 32;         // kSource: clients in the same /n share an entry
+  std::uint8_t netmask_v6 = 128;
+  std::string cookie = "SWITCHYARD_SERVER";  // kCookie: cookie name inserted in responses
+};
+
+// Requests waiting for a server below its max_connections.
+struct Queue {
+  std::uint32_t size = 0;  // per worker; 0 = no queue (503 at once when all servers are full)
+  Millis timeout{5000};    // waiting longer -> 503
 };
 
 struct Pool {
   std::string name;
+  SourceMark mark;
   std::string scheduler = "rr";
   std::uint32_t max_idle_per_server = 64;  // idle keep-alive connections kept per worker
   std::vector<Server> servers;
+  HashKey hash;
+  bool fallback = true;  // hash schedulers: an unavailable server's keys go to another server
+                         // (IPVS sh-fallback/mh-fallback); false = 503 instead
+  Persistence persistence;
+  std::optional<HealthCheck> health;
+  OutlierDetection outlier;
+  std::uint32_t retries = 2;  // further servers tried after a connect failure or a reset
+  Queue queue;
+  std::optional<Millis> connect_timeout;   // overrides timeouts.upstream_connect
+  std::optional<Millis> response_timeout;  // overrides timeouts.upstream_response
 };
 
 struct Listener {

@@ -20,11 +20,13 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 #include "rules/rule_set.h"  // normalize_path
 #include "rules/uri_chars.h"
+#include "upstream/scheduler.h"  // the scheduler registry
 
 namespace switchyard::config {
 namespace {
@@ -41,8 +43,9 @@ constexpr std::string_view kTopLevelKeys[] = {"workers",  "access_log", "limits"
 constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
 constexpr std::string_view kListenerKeys[] = {"name", "bind", "routes"};
 constexpr std::string_view kRouteKeys[] = {
-    "match", "pool",   "split",           "redirect",         "respond",
-    "goto",  "sticky", "request_headers", "response_headers", "rewrite"};
+    "match",   "pool",   "split",           "redirect",         "respond",
+    "goto",    "sticky", "request_headers", "response_headers", "rewrite",
+    "fallback"};
 // The actions of a route, of which it has exactly one, in the order messages list them.
 constexpr std::string_view kRouteActions[] = {"pool", "split", "redirect", "respond", "goto"};
 constexpr std::string_view kRespondKeys[] = {"status", "headers", "body"};
@@ -57,6 +60,7 @@ constexpr std::string_view kHeaderEditKeys[] = {"set", "add", "remove"};
 constexpr std::string_view kRewriteKeys[] = {"path_prefix", "path_regex"};
 constexpr std::string_view kRewritePrefixKeys[] = {"from", "to"};
 constexpr std::string_view kRewriteRegexKeys[] = {"pattern", "replace"};
+constexpr std::string_view kRouteFallbackKeys[] = {"pool", "respond"};
 
 constexpr int kRedirectStatuses[] = {301, 302, 303, 307, 308};
 constexpr std::string_view kRedirectPlaceholders[] = {"{scheme}", "{host}", "{path}", "{query}"};
@@ -68,11 +72,30 @@ constexpr std::string_view kUneditableHeaders[] = {
 // Removing these would leave a message the proxy could not frame.
 constexpr std::string_view kUnremovableHeaders[] = {"content-length", "transfer-encoding"};
 constexpr std::size_t kMaxServersPerPool = 64;
-constexpr std::string_view kPoolKeys[] = {"scheduler", "max_idle_per_server", "servers"};
-constexpr std::string_view kServerKeys[] = {"address", "weight"};
+constexpr std::string_view kPoolKeys[] = {"scheduler",        "hash",
+                                          "fallback",         "max_idle_per_server",
+                                          "retries",          "connect_timeout",
+                                          "response_timeout", "queue",
+                                          "persistence",      "health",
+                                          "outlier",          "servers"};
+constexpr std::string_view kServerKeys[] = {"address", "weight", "max_connections", "drain",
+                                            "backup"};
+// `hash` is one of these words or a map with one of kHashKeys.
+constexpr std::string_view kHashWords[] = {"source", "source_port", "url"};
+constexpr std::string_view kHashKeys[] = {"header", "cookie"};
+constexpr std::string_view kQueueKeys[] = {"size", "timeout"};
+constexpr std::string_view kPersistenceKeys[] = {"source", "cookie"};
+constexpr std::string_view kSourcePersistenceKeys[] = {"timeout", "netmask", "netmask_v6"};
+constexpr std::string_view kCookiePersistenceKeys[] = {"name"};
+constexpr std::string_view kHealthKeys[] = {"http", "tcp",  "interval", "timeout",
+                                            "rise", "fall", "jitter"};
+// The kinds of check, of which a health map has exactly one.
+constexpr std::string_view kHealthKinds[] = {"http", "tcp"};
+constexpr std::string_view kHealthHttpKeys[] = {"method", "path", "host", "expect", "body"};
+constexpr std::string_view kOutlierKeys[] = {"consecutive_failures", "count_5xx", "base_ejection",
+                                             "max_ejection"};
 constexpr std::string_view kAdminKeys[] = {"bind"};
 
-constexpr std::string_view kSchedulers[] = {"rr", "wrr"};
 constexpr std::string_view kProxyOwnedHeaders[] = {"content-length", "transfer-encoding",
                                                    "connection"};
 
@@ -143,6 +166,18 @@ constexpr int kMaxWorkers = 1024;
 constexpr int kMinWeight = 0;
 constexpr int kMaxWeight = 256;
 constexpr int kMaxIdlePerServer = 65536;
+constexpr int kMaxServerConnections = 1000000;
+constexpr int kMaxRetries = 10;
+constexpr int kMaxQueueSize = 100000;
+constexpr int kMaxHealthCount = 100;  // rise, fall
+constexpr int kMaxJitterPercent = 50;
+constexpr int kMaxConsecutiveFailures = 1000;
+// Checks more often than this would load the servers more than the traffic does.
+constexpr Millis kMinHealthInterval{10};
+// Persistence entries outlive requests by design, so they may be longer than any timeout; the cap
+// (30 days) still catches unit mistakes.
+constexpr Millis kMinPersistenceTimeout{1000};
+constexpr Millis kMaxPersistenceTimeout = std::chrono::hours(30 * 24);
 // Longer timeouts are almost certainly unit mistakes ("60m" for "60s"), and the cap keeps
 // deadline arithmetic on steady_clock far away from overflow.
 constexpr Millis kMaxTimeout = std::chrono::hours(24);
@@ -272,7 +307,15 @@ struct DurationUnit {
 constexpr DurationUnit kDurationUnits[] = {
     {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000}};
 
-std::optional<Millis> parse_duration(std::string_view text, std::string& error) {
+// "24h", "5m", "1500ms": the largest unit that writes `d` exactly.
+std::string format_duration(Millis d) {
+  for (auto u = std::rbegin(kDurationUnits); u != std::rend(kDurationUnits); ++u) {
+    if (d.count() % u->millis == 0) return fmt::format("{}{}", d.count() / u->millis, u->name);
+  }
+  return fmt::format("{}ms", d.count());
+}
+
+std::optional<Millis> parse_duration(std::string_view text, std::string& error, Millis max) {
   // A bare number is rejected rather than guessed: nginx reads it as seconds, HAProxy as
   // milliseconds, and operators coming from either would be silently wrong by 1000x.
   if (all_digits(text)) {
@@ -291,8 +334,8 @@ std::optional<Millis> parse_duration(std::string_view text, std::string& error) 
   }
   std::int64_t value = 0;
   auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), value);
-  if (ec != std::errc() || value > kMaxTimeout.count() / factor) {
-    error = fmt::format("duration '{}' is too long; the maximum is 24h", text);
+  if (ec != std::errc() || value > max.count() / factor) {
+    error = fmt::format("duration '{}' is too long; the maximum is {}", text, format_duration(max));
     return std::nullopt;
   }
   return Millis(value * factor);
@@ -535,6 +578,21 @@ std::string check_replacement(std::string_view replace, int groups) {
   return {};
 }
 
+// A health check's request target: a path, perhaps with a query, and nothing that would end the
+// request line.
+std::string check_health_path(std::string_view path) {
+  if (!path.starts_with('/')) {
+    return fmt::format("health.http.path must start with '/', got '{}'", path);
+  }
+  for (char c : path) {
+    if (!is_path_char(c) && c != '?') {
+      return fmt::format("health.http.path contains '{}'; write it percent-encoded as %{:02X}",
+                         shown_char(c), static_cast<unsigned char>(c));
+    }
+  }
+  return {};
+}
+
 // ---------------------------------------------------------------------------------------------
 // YAML access with positions.
 
@@ -637,6 +695,11 @@ class Loader {
   std::optional<std::uint64_t> read_size(const Value& v, std::string_view name, std::uint64_t min,
                                          std::uint64_t max);
   std::optional<Millis> read_timeout(const Value& v, std::string_view name);
+  std::optional<Millis> read_duration(const Value& v, std::string_view name, Millis min,
+                                      Millis max);
+  // The one field of a map that must have exactly one of `keys`; nothing (reported) otherwise.
+  std::optional<Field> read_one_of(const Value& v, std::string_view section,
+                                   std::span<const std::string_view> keys);
   std::optional<SocketAddress> read_address(const Value& v);
 
   void read_top_level(const Value& root);
@@ -651,6 +714,7 @@ class Loader {
   std::optional<Route> read_route(const std::string& table, const Value& v,
                                   bool& matches_everything);
   std::optional<Respond> read_respond(const Value& v);
+  bool read_route_fallback(const Value& v, Route& route);
 
   // The routing language.
   struct Item {
@@ -670,8 +734,14 @@ class Loader {
   std::optional<PathRewrite> read_rewrite(const Value& v);
   void check_gotos();
   void read_pools(const Value& v);
-  void read_pool(const std::string& name, const Value& v);
+  void read_pool(const std::string& name, SourceMark mark, const Value& v);
   std::optional<Server> read_server(const Value& v);
+  std::optional<HashKey> read_hash(const Value& v);
+  std::optional<Queue> read_queue(const Value& v);
+  std::optional<Persistence> read_persistence(const Value& v);
+  std::optional<HealthCheck> read_health(const Value& v);
+  bool read_health_http(const Value& v, HealthCheck& health);
+  std::optional<OutlierDetection> read_outlier(const Value& v);
   void read_admin(const Value& v);
 
   void check_references();
@@ -828,21 +898,43 @@ std::optional<std::uint64_t> Loader::read_size(const Value& v, std::string_view 
 }
 
 std::optional<Millis> Loader::read_timeout(const Value& v, std::string_view name) {
+  return read_duration(v, name, Millis(1), kMaxTimeout);
+}
+
+std::optional<Millis> Loader::read_duration(const Value& v, std::string_view name, Millis min,
+                                            Millis max) {
   if (!v.node.IsScalar()) {
     error(v.mark, fmt::format("expected a duration, got {}", kind_of(v.node)));
     return std::nullopt;
   }
   std::string message;
-  auto duration = parse_duration(v.node.Scalar(), message);
+  auto duration = parse_duration(v.node.Scalar(), message, max);
   if (!duration) {
     error(v.mark, std::move(message));
     return std::nullopt;
   }
-  if (duration->count() == 0) {
-    error(v.mark, fmt::format("{} must be greater than zero", name));
+  if (*duration < min) {
+    if (min == Millis(1)) {
+      error(v.mark, fmt::format("{} must be greater than zero", name));
+    } else {
+      error(v.mark, fmt::format("{} must be at least {}, got {}", name, format_duration(min),
+                                v.node.Scalar()));
+    }
     return std::nullopt;
   }
   return duration;
+}
+
+std::optional<Field> Loader::read_one_of(const Value& v, std::string_view section,
+                                         std::span<const std::string_view> keys) {
+  auto map = open_map(v, section, keys);
+  if (!map) return std::nullopt;
+  if (map->fields.size() != v.node.size()) return std::nullopt;  // open_map reported a key
+  if (map->fields.size() != 1) {
+    error(map->mark, fmt::format("{} needs exactly one of {}", section, join(keys)));
+    return std::nullopt;
+  }
+  return std::move(map->fields.front());
 }
 
 std::optional<SocketAddress> Loader::read_address(const Value& v) {
@@ -1141,14 +1233,16 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
     Split unused;  // still validated when the split itself is wrong
     ok = read_sticky(sticky->value, route.split ? *route.split : unused) && ok;
   }
-  for (std::string_view key : {"request_headers", "response_headers", "rewrite"}) {
+  for (std::string_view key : {"request_headers", "response_headers", "rewrite", "fallback"}) {
     const Field* f = map->field(key);
     if (f == nullptr) continue;
     if (action && *action != "pool" && *action != "split") {
       error(f->key_mark, fmt::format("{} is only allowed with pool or split", key));
       ok = false;
     }
-    if (key == "rewrite") {
+    if (key == "fallback") {
+      ok = read_route_fallback(f->value, route) && ok;
+    } else if (key == "rewrite") {
       auto rewrite = read_rewrite(f->value);
       if (rewrite) route.rewrite = std::move(*rewrite);
       ok = ok && rewrite.has_value();
@@ -1162,6 +1256,27 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
   }
   if (!ok) return std::nullopt;
   return route;
+}
+
+// Read after the route's action, so that a fallback to the route's own pool can be recognised.
+bool Loader::read_route_fallback(const Value& v, Route& route) {
+  auto f = read_one_of(v, "fallback", kRouteFallbackKeys);
+  if (!f) return false;
+  if (f->key == "respond") {
+    route.fallback_respond = read_respond(f->value);
+    return route.fallback_respond.has_value();
+  }
+  auto name = read_name(f->value, "fallback pool name");
+  if (!name) return false;
+  if (route.pool && *name == *route.pool) {
+    // The fallback is used exactly when that pool has no server available.
+    error(f->value.mark,
+          fmt::format("fallback pool '{}' is the route's own pool; name another pool", *name));
+    return false;
+  }
+  pool_refs_.push_back({*name, f->value.mark});
+  route.fallback_pool = std::move(*name);
+  return true;
 }
 
 std::optional<std::vector<Loader::Item>> Loader::read_strings(const Value& v,
@@ -1776,31 +1891,103 @@ void Loader::read_pools(const Value& v) {
   if (!pools) return;
   for (const Field& f : pools->fields) {
     defined_pools_.push_back(f.key);
-    read_pool(f.key, f.value);
+    read_pool(f.key, f.key_mark, f.value);
   }
 }
 
-void Loader::read_pool(const std::string& name, const Value& v) {
+void Loader::read_pool(const std::string& name, SourceMark mark, const Value& v) {
   auto map = open_map(v, "pool", kPoolKeys);
   if (!map) return;
   Pool pool;
   pool.name = name;
+  pool.mark = mark;
   bool ok = require(*map, "servers", fmt::format("pool '{}'", name));
+  // Null when the scheduler is not known; checks that depend on it are then skipped.
+  const upstream::SchedulerInfo* scheduler = upstream::find_scheduler(pool.scheduler);
   if (const Value* s = map->get("scheduler")) {
-    auto scheduler = read_string(*s);
-    if (scheduler && std::find(std::begin(kSchedulers), std::end(kSchedulers), *scheduler) ==
-                         std::end(kSchedulers)) {
-      error(s->mark, fmt::format("unsupported scheduler '{}'; this build supports: {}", *scheduler,
-                                 join(kSchedulers)));
-      scheduler.reset();
+    scheduler = nullptr;
+    if (auto text = read_string(*s)) {
+      scheduler = upstream::find_scheduler(*text);
+      if (scheduler == nullptr) {
+        std::vector<std::string_view> names;
+        for (const upstream::SchedulerInfo& info : upstream::schedulers()) {
+          names.push_back(info.name);
+        }
+        error(s->mark, fmt::format("unsupported scheduler '{}'; this build supports: {}", *text,
+                                   join(names)));
+      } else {
+        pool.scheduler = *text;
+      }
     }
-    if (scheduler) pool.scheduler = *scheduler;
-    ok = ok && scheduler.has_value();
+    ok = ok && scheduler != nullptr;
+  }
+  // hash and fallback configure hashing schedulers only; elsewhere they would silently do nothing.
+  for (std::string_view key : {"hash", "fallback"}) {
+    const Field* f = map->field(key);
+    if (f == nullptr || scheduler == nullptr || scheduler->default_key != HashKey::On::kDefault) {
+      continue;
+    }
+    std::vector<std::string_view> hashing;
+    for (const upstream::SchedulerInfo& info : upstream::schedulers()) {
+      if (info.default_key != HashKey::On::kDefault) hashing.push_back(info.name);
+    }
+    if (hashing.empty()) {
+      error(f->key_mark, fmt::format("{} is only allowed with a hashing scheduler, and this build "
+                                     "has none",
+                                     key));
+    } else {
+      error(f->key_mark,
+            fmt::format("{} is only allowed with a hashing scheduler ({}); '{}' does not hash", key,
+                        join(hashing), scheduler->name));
+    }
+    ok = false;
+  }
+  if (const Value* h = map->get("hash")) {
+    auto hash = read_hash(*h);
+    if (hash) pool.hash = std::move(*hash);
+    ok = ok && hash.has_value();
+  }
+  if (const Value* f = map->get("fallback")) {
+    auto b = read_bool(*f);
+    if (b) pool.fallback = *b;
+    ok = ok && b.has_value();
   }
   if (const Value* m = map->get("max_idle_per_server")) {
     auto n = read_int(*m, "max_idle_per_server", 0, kMaxIdlePerServer);
     if (n) pool.max_idle_per_server = static_cast<std::uint32_t>(*n);
     ok = ok && n.has_value();
+  }
+  if (const Value* r = map->get("retries")) {
+    auto n = read_int(*r, "retries", 0, kMaxRetries);
+    if (n) pool.retries = static_cast<std::uint32_t>(*n);
+    ok = ok && n.has_value();
+  }
+  for (auto [key, member] : {std::pair{"connect_timeout", &Pool::connect_timeout},
+                             std::pair{"response_timeout", &Pool::response_timeout}}) {
+    if (const Value* t = map->get(key)) {
+      auto d = read_timeout(*t, key);
+      if (d) pool.*member = *d;
+      ok = ok && d.has_value();
+    }
+  }
+  if (const Value* q = map->get("queue")) {
+    auto queue = read_queue(*q);
+    if (queue) pool.queue = *queue;
+    ok = ok && queue.has_value();
+  }
+  if (const Value* p = map->get("persistence")) {
+    auto persistence = read_persistence(*p);
+    if (persistence) pool.persistence = std::move(*persistence);
+    ok = ok && persistence.has_value();
+  }
+  if (const Value* h = map->get("health")) {
+    pool.health = read_health(*h);
+    ok = ok && pool.health.has_value();
+  }
+  if (const Value* o = map->get("outlier")) {
+    auto outlier = read_outlier(*o);
+    if (outlier) pool.outlier = *outlier;
+    ok = ok && outlier.has_value();
   }
   if (const Value* s = map->get("servers")) {
     if (!expect_list(*s)) {
@@ -1815,11 +2002,12 @@ void Loader::read_pool(const std::string& name, const Value& v) {
       ok = false;
     } else {
       std::map<std::string, int> seen;  // bind key -> line
+      bool servers_ok = true;
       for (const YAML::Node& item : s->node) {
         const Value server_value = item_of(item);
         auto server = read_server(server_value);
         if (!server) {
-          ok = false;
+          servers_ok = false;
           continue;
         }
         if (auto key = bind_key(server->address)) {
@@ -1828,12 +2016,22 @@ void Loader::read_pool(const std::string& name, const Value& v) {
             error(server_value.mark,
                   fmt::format("duplicate server {} in pool '{}'; first listed at line {}",
                               server->address.text, name, prev->second));
-            ok = false;
+            servers_ok = false;
             continue;
           }
         }
         pool.servers.push_back(std::move(*server));
       }
+      // Only judged on a complete list: a server with errors might be the non-backup one.
+      if (servers_ok && std::all_of(pool.servers.begin(), pool.servers.end(),
+                                    [](const Server& server) { return server.backup; })) {
+        error(s->mark, fmt::format("every server of pool '{}' is a backup; backups are used only "
+                                   "while no other server is available, so at least one server "
+                                   "must not be a backup",
+                                   name));
+        servers_ok = false;
+      }
+      ok = ok && servers_ok;
     }
   }
   if (ok) config_.pools.emplace(name, std::move(pool));
@@ -1854,6 +2052,19 @@ std::optional<Server> Loader::read_server(const Value& v) {
       if (n) server.weight = static_cast<std::uint32_t>(*n);
       ok = ok && n.has_value();
     }
+    if (const Value* m = map->get("max_connections")) {
+      auto n = read_int(*m, "max_connections", 0, kMaxServerConnections);
+      if (n) server.max_connections = static_cast<std::uint32_t>(*n);
+      ok = ok && n.has_value();
+    }
+    for (auto [key, member] :
+         {std::pair{"drain", &Server::drain}, std::pair{"backup", &Server::backup}}) {
+      if (const Value* b = map->get(key)) {
+        auto flag = read_bool(*b);
+        if (flag) server.*member = *flag;
+        ok = ok && flag.has_value();
+      }
+    }
     if (const Value* a = map->get("address")) {
       address_value = *a;
       address = read_address(*a);
@@ -1872,6 +2083,325 @@ std::optional<Server> Loader::read_server(const Value& v) {
   }
   server.address = std::move(*address);
   return server;
+}
+
+std::optional<HashKey> Loader::read_hash(const Value& v) {
+  HashKey hash;
+  if (v.node.IsScalar()) {
+    const std::string& word = v.node.Scalar();
+    if (word == "source") {
+      hash.on = HashKey::On::kSource;
+    } else if (word == "source_port") {
+      hash.on = HashKey::On::kSourcePort;
+    } else if (word == "url") {
+      hash.on = HashKey::On::kUrl;
+    } else if (auto suggestion = closest(word, kHashWords)) {
+      error(v.mark, fmt::format("unknown hash '{}'; did you mean '{}'?", word, *suggestion));
+      return std::nullopt;
+    } else {
+      error(v.mark, fmt::format("unknown hash '{}'; expected {}, or a map with header or cookie",
+                                word, join(kHashWords)));
+      return std::nullopt;
+    }
+    return hash;
+  }
+  if (!v.node.IsMap()) {
+    error(v.mark, fmt::format("expected {}, or a map with header or cookie, got {}",
+                              join(kHashWords), kind_of(v.node)));
+    return std::nullopt;
+  }
+  auto f = read_one_of(v, "hash", kHashKeys);
+  if (!f) return std::nullopt;
+  const bool header = f->key == "header";
+  auto name = read_name(f->value, header ? "hash header name" : "hash cookie name");
+  if (!name) return std::nullopt;
+  if (!is_token(*name)) {
+    error(f->value.mark, fmt::format("invalid {} name '{}'", f->key, *name));
+    return std::nullopt;
+  }
+  hash.on = header ? HashKey::On::kHeader : HashKey::On::kCookie;
+  hash.name = header ? lower(*name) : std::move(*name);  // header names are case-insensitive
+  return hash;
+}
+
+std::optional<Queue> Loader::read_queue(const Value& v) {
+  auto map = open_map(v, "queue", kQueueKeys);
+  if (!map) return std::nullopt;
+  Queue queue;
+  bool ok = true;
+  if (const Value* s = map->get("size")) {
+    auto n = read_int(*s, "queue.size", 0, kMaxQueueSize);
+    if (n) queue.size = static_cast<std::uint32_t>(*n);
+    ok = ok && n.has_value();
+  }
+  if (const Value* t = map->get("timeout")) {
+    auto d = read_timeout(*t, "queue.timeout");
+    if (d) queue.timeout = *d;
+    ok = ok && d.has_value();
+  }
+  if (!ok) return std::nullopt;
+  return queue;
+}
+
+std::optional<Persistence> Loader::read_persistence(const Value& v) {
+  auto f = read_one_of(v, "persistence", kPersistenceKeys);
+  if (!f) return std::nullopt;
+  Persistence persistence;
+  bool ok = true;
+  if (f->key == "source") {
+    persistence.kind = Persistence::Kind::kSource;
+    auto map = open_map(f->value, "persistence.source", kSourcePersistenceKeys);
+    if (!map) return std::nullopt;
+    if (const Value* t = map->get("timeout")) {
+      auto d = read_duration(*t, "persistence.source.timeout", kMinPersistenceTimeout,
+                             kMaxPersistenceTimeout);
+      if (d) persistence.timeout = *d;
+      ok = ok && d.has_value();
+    }
+    for (auto [key, bits, member] : {std::tuple{"netmask", 32, &Persistence::netmask_v4},
+                                     std::tuple{"netmask_v6", 128, &Persistence::netmask_v6}}) {
+      if (const Value* n = map->get(key)) {
+        auto length = read_int(*n, fmt::format("persistence.source.{}", key), 0, bits);
+        if (length) persistence.*member = static_cast<std::uint8_t>(*length);
+        ok = ok && length.has_value();
+      }
+    }
+  } else {
+    persistence.kind = Persistence::Kind::kCookie;
+    auto map = open_map(f->value, "persistence.cookie", kCookiePersistenceKeys);
+    if (!map) return std::nullopt;
+    if (const Value* n = map->get("name")) {
+      auto name = read_name(*n, "persistence cookie name");
+      if (name && !is_token(*name)) {
+        error(n->mark, fmt::format("invalid cookie name '{}'", *name));
+        name.reset();
+      }
+      if (name) persistence.cookie = std::move(*name);
+      ok = ok && name.has_value();
+    }
+  }
+  if (!ok) return std::nullopt;
+  return persistence;
+}
+
+// A configured duration for a message: as written, or the default it stands for.
+std::string shown_duration(const Value* v, Millis value) {
+  if (v != nullptr) return v->node.Scalar();
+  return fmt::format("({} by default)", format_duration(value));
+}
+
+std::optional<HealthCheck> Loader::read_health(const Value& v) {
+  auto map = open_map(v, "health", kHealthKeys);
+  if (!map) return std::nullopt;
+  HealthCheck health;
+  bool ok = map->fields.size() == v.node.size();  // false: open_map reported a key
+  const int kinds = static_cast<int>(
+      std::count_if(std::begin(kHealthKinds), std::end(kHealthKinds),
+                    [&](std::string_view kind) { return map->get(kind) != nullptr; }));
+  // With a misspelt key the message above is the one that helps.
+  if (ok && kinds != 1) {
+    error(map->mark, fmt::format("health needs exactly one of {}", join(kHealthKinds)));
+    ok = false;
+  }
+  if (const Value* h = map->get("http")) {
+    health.kind = HealthCheck::Kind::kHttp;
+    ok = read_health_http(*h, health) && ok;
+  }
+  if (const Value* t = map->get("tcp")) {
+    health.kind = HealthCheck::Kind::kTcp;
+    auto tcp = read_bool(*t);
+    if (tcp && !*tcp) {
+      error(t->mark,
+            "health.tcp can only be true; to turn active health checks off, leave out health");
+      tcp.reset();
+    }
+    ok = ok && tcp.has_value();
+  }
+  const Value* interval = map->get("interval");
+  bool interval_ok = true;
+  if (interval != nullptr) {
+    auto d = read_duration(*interval, "health.interval", kMinHealthInterval, kMaxTimeout);
+    if (d) health.interval = *d;
+    interval_ok = d.has_value();
+  }
+  if (const Value* t = map->get("timeout")) {
+    auto d = read_timeout(*t, "health.timeout");
+    if (d && interval_ok && *d > health.interval) {
+      error(t->mark, fmt::format("health.timeout {} must not be longer than health.interval {}: "
+                                 "a check must end before the next one starts",
+                                 t->node.Scalar(), shown_duration(interval, health.interval)));
+      d.reset();
+    }
+    if (d) health.timeout = *d;
+    ok = ok && d.has_value();
+  }
+  ok = ok && interval_ok;
+  for (auto [key, member] :
+       {std::pair{"rise", &HealthCheck::rise}, std::pair{"fall", &HealthCheck::fall}}) {
+    if (const Value* n = map->get(key)) {
+      auto count = read_int(*n, fmt::format("health.{}", key), 1, kMaxHealthCount);
+      if (count) health.*member = static_cast<std::uint32_t>(*count);
+      ok = ok && count.has_value();
+    }
+  }
+  if (const Value* j = map->get("jitter")) {
+    // "10%" or a plain 10.
+    std::optional<std::uint32_t> percent;
+    if (!j->node.IsScalar()) {
+      error(j->mark, fmt::format("expected a percentage, e.g. 10%, got {}", kind_of(j->node)));
+    } else {
+      std::string_view text = j->node.Scalar();
+      if (text.ends_with('%')) text.remove_suffix(1);
+      int n = -1;  // stays out of range when too long for an int
+      if (all_digits(text)) std::from_chars(text.data(), text.data() + text.size(), n);
+      if (!all_digits(text)) {
+        error(j->mark, fmt::format("expected a percentage, e.g. 10%, got '{}'", j->node.Scalar()));
+      } else if (n < 0 || n > kMaxJitterPercent) {
+        error(j->mark, fmt::format("health.jitter must be between 0% and {}%, got {}",
+                                   kMaxJitterPercent, j->node.Scalar()));
+      } else {
+        percent = static_cast<std::uint32_t>(n);
+      }
+    }
+    if (percent) health.jitter_percent = *percent;
+    ok = ok && percent.has_value();
+  }
+  if (!ok) return std::nullopt;
+  return health;
+}
+
+bool Loader::read_health_http(const Value& v, HealthCheck& health) {
+  auto map = open_map(v, "health.http", kHealthHttpKeys);
+  if (!map) return false;
+  bool ok = true;
+  if (const Value* m = map->get("method")) {
+    auto method = read_name(*m, "health.http.method");
+    if (method && !is_token(*method)) {
+      error(m->mark,
+            fmt::format("invalid health.http.method '{}'; a method is a token, e.g. GET", *method));
+      method.reset();
+    }
+    if (method) health.method = std::move(*method);
+    ok = ok && method.has_value();
+  }
+  if (const Value* p = map->get("path")) {
+    auto path = read_string(*p);
+    if (path) {
+      if (std::string message = check_health_path(*path); message.empty()) {
+        health.path = std::move(*path);
+      } else {
+        error(p->mark, std::move(message));
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+  }
+  if (const Value* h = map->get("host")) {
+    auto host = read_name(*h, "health.http.host");
+    const auto is_host_char = [](char c) {
+      const char l = ascii_lower(c);
+      return (l >= 'a' && l <= 'z') || (l >= '0' && l <= '9') ||
+             std::string_view("-._:[]").find(c) != std::string_view::npos;
+    };
+    if (host && !std::all_of(host->begin(), host->end(), is_host_char)) {
+      error(h->mark, fmt::format("invalid health.http.host '{}': expected a host name or IP "
+                                 "address, optionally with a port",
+                                 *host));
+      host.reset();
+    }
+    if (host) health.host = std::move(*host);
+    ok = ok && host.has_value();
+  }
+  if (const Value* e = map->get("expect")) {
+    // 200, or an inclusive range "200-399".
+    bool expect_ok = false;
+    if (!e->node.IsScalar()) {
+      error(e->mark, fmt::format("expected a status code or a range, e.g. 200 or 200-399, got {}",
+                                 kind_of(e->node)));
+    } else {
+      const std::string& text = e->node.Scalar();
+      const std::size_t dash = text.find('-');
+      const std::string_view low = std::string_view(text).substr(0, dash);
+      const std::string_view high =
+          dash == std::string::npos ? low : std::string_view(text).substr(dash + 1);
+      const auto status = [](std::string_view s) {
+        int n = -1;
+        if (all_digits(s) && s.size() <= 3) std::from_chars(s.data(), s.data() + s.size(), n);
+        return n;
+      };
+      const int min = status(low), max = status(high);
+      if (!all_digits(low) || !all_digits(high)) {
+        error(e->mark, fmt::format("invalid health.http.expect '{}': expected a status code or a "
+                                   "range, e.g. 200 or 200-399",
+                                   text));
+      } else if (min < 100 || min > 599 || max < 100 || max > 599) {
+        error(e->mark, fmt::format("health.http.expect must be between 100 and 599, got {}", text));
+      } else if (min > max) {
+        error(e->mark, fmt::format("health.http.expect range '{}' is empty; did you mean '{}-{}'?",
+                                   text, max, min));
+      } else {
+        health.expect_min = min;
+        health.expect_max = max;
+        expect_ok = true;
+      }
+    }
+    ok = ok && expect_ok;
+  }
+  if (const Value* b = map->get("body")) {
+    auto body = read_string(*b);
+    if (body) health.body_contains = std::move(*body);
+    ok = ok && body.has_value();
+  }
+  return ok;
+}
+
+std::optional<OutlierDetection> Loader::read_outlier(const Value& v) {
+  auto map = open_map(v, "outlier", kOutlierKeys);
+  if (!map) return std::nullopt;
+  OutlierDetection outlier;
+  bool ok = true;
+  if (const Value* c = map->get("consecutive_failures")) {
+    auto n = read_int(*c, "outlier.consecutive_failures", 0, kMaxConsecutiveFailures);
+    if (n) outlier.consecutive_failures = static_cast<std::uint32_t>(*n);
+    ok = ok && n.has_value();
+  }
+  if (const Value* c = map->get("count_5xx")) {
+    auto b = read_bool(*c);
+    if (b) outlier.count_5xx = *b;
+    ok = ok && b.has_value();
+  }
+  const Value* base = map->get("base_ejection");
+  const Value* max = map->get("max_ejection");
+  bool ejections_ok = true;
+  for (auto [value, key, member] :
+       {std::tuple{base, "base_ejection", &OutlierDetection::base_ejection},
+        std::tuple{max, "max_ejection", &OutlierDetection::max_ejection}}) {
+    if (value == nullptr) continue;
+    auto d = read_timeout(*value, fmt::format("outlier.{}", key));
+    if (d) outlier.*member = *d;
+    ejections_ok = ejections_ok && d.has_value();
+  }
+  if (ejections_ok && outlier.max_ejection < outlier.base_ejection) {
+    // Pointed at what was written; with both given, at max_ejection.
+    constexpr std::string_view kWhy =
+        "an ejection starts at base_ejection and doubles up to max_ejection";
+    if (max != nullptr) {
+      error(max->mark,
+            fmt::format("outlier.max_ejection {} must not be shorter than "
+                        "outlier.base_ejection {}: {}",
+                        max->node.Scalar(), shown_duration(base, outlier.base_ejection), kWhy));
+    } else {
+      error(base->mark,
+            fmt::format("outlier.base_ejection {} must not be longer than "
+                        "outlier.max_ejection {}: {}",
+                        base->node.Scalar(), shown_duration(max, outlier.max_ejection), kWhy));
+    }
+    ejections_ok = false;
+  }
+  ok = ok && ejections_ok;
+  if (!ok) return std::nullopt;
+  return outlier;
 }
 
 void Loader::read_admin(const Value& v) {

@@ -116,6 +116,7 @@ void write_client_response(const char* base, const Head& response, const Respons
     append_header(out, name, h.value.in(base));
   }
   append_edits(fwd.edits, out);
+  out.append(fwd.extra_fields);
   if (fwd.via) out.append("Via: 1.1 switchyard\r\n");
   if (!fwd.keep_alive) {
     out.append("Connection: close\r\n");

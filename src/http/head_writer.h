@@ -34,6 +34,7 @@ struct ResponseForwarding {
   bool dechunk = false;        // body is sent de-chunked and close-delimited (HTTP/1.0 client)
   bool via = true;
   const config::HeaderEdits* edits = nullptr;  // route's response header edits, if any
+  std::string_view extra_fields;  // complete "Name: value\r\n" lines to add (e.g. Set-Cookie)
 };
 
 // The response head to send to the client.

@@ -42,6 +42,7 @@ class DeadlineList {
   DeadlineList& operator=(const DeadlineList&) = delete;
 
   void set_duration(std::chrono::milliseconds d) { duration_ = d; }
+  std::chrono::milliseconds duration() const { return duration_; }
 
   // (Re)arms `d` to fire `duration` from `now`; moves it here from any other list.
   void arm(Deadline& d, Clock::time_point now) {

@@ -18,6 +18,7 @@
 #include "config/config_loader.h"
 #include "proxy/access_log.h"
 #include "proxy/worker.h"
+#include "upstream/health_checker.h"
 
 namespace switchyard::proxy {
 namespace {
@@ -109,6 +110,16 @@ bool open_listeners(const config::Config& config, unsigned workers,
   return true;
 }
 
+// Every pool of `s`, for the health checker (pools without `health` are skipped by it).
+std::vector<upstream::HealthChecker::Target> health_targets(const Snapshot& s) {
+  std::vector<upstream::HealthChecker::Target> targets;
+  std::size_t i = 0;
+  for (const auto& [name, pool] : s.config->pools) {
+    targets.push_back({s.config, &pool, s.pool_states[i++]});
+  }
+  return targets;
+}
+
 }  // namespace
 
 int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& config_path,
@@ -116,6 +127,7 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   std::shared_ptr<const config::Config> config = snapshot->config;
   unsigned workers = config->workers;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
+  snapshot = attach_pool_states(*snapshot, workers, nullptr);
 
   // listen_fds[w][l]: worker w's socket for listener l.
   std::vector<std::vector<int>> listen_fds;
@@ -173,6 +185,11 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
     }
   }
 
+  boost::asio::io_context io;
+  // Active health checks run here, on the control-plane thread; workers read the results.
+  upstream::HealthChecker health(io);
+  health.update(health_targets(*snapshot));
+
   // SIGHUP: read the file again; publish it only if it is entirely valid.
   auto reload = [&] {
     if (config_path.empty()) {
@@ -203,12 +220,14 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
           "configuration");
       return;
     }
+    next = attach_pool_states(*next, workers, snapshot.get());
     for (unsigned w = 0; w < workers; ++w) pool[w]->publish(next, std::move(fds[w]));
+    snapshot = next;
     config = loaded.config;
+    health.update(health_targets(*snapshot));
     spdlog::info("configuration reloaded from {}", config_path);
   };
 
-  boost::asio::io_context io;
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int sig) {
@@ -220,6 +239,7 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
         }
         spdlog::info("{}: shutting down gracefully (up to {} ms)",
                      sig == SIGINT ? "SIGINT" : "SIGTERM", config->timeouts.shutdown.count());
+        health.stop();
         for (auto& w : pool) w->request_shutdown();
       };
   signals.async_wait(on_signal);

@@ -203,6 +203,7 @@ void Session::drain() {
 void Session::close() {
   if (closing_) return;
   closing_ = true;
+  leave_queue();
   client_timer_.disarm();
   upstream_timer_.disarm();
   send_timer_.disarm();
@@ -225,6 +226,9 @@ void Session::release_upstream(bool reusable) {
   UpstreamConn* up = up_;
   up_ = nullptr;
   upstream_timer_.disarm();
+  PoolRuntime& pool = up->pool();
+  pool.balancer.finished(up->server());
+  if (pool.queue_head) w_.wake_queue(pool);
   if (up_send_.in_flight()) {
     // Our send on that connection is not the connection's own operation: cancel it by identity
     // (the fd number may be reused as soon as the connection closes).
@@ -266,12 +270,20 @@ void Session::on_client_timeout() {
 
 void Session::on_upstream_timeout() {
   if (closing_) return;
+  if (queued_in_) {
+    spdlog::warn("pool {}: {} waited {} ms in the queue", queued_in_->cfg->name, client_,
+                 queued_in_->cfg->queue.timeout.count());
+    ++w_.counters().queue_timeouts;
+    leave_queue();
+    return fail(503);
+  }
   if (connecting_) {
     spdlog::warn("upstream {} connect timed out", up_ ? up_->address().text : "?");
-    upstream_failed(true);
+    upstream_failed(upstream::Outcome::kConnectFailure);
     return;
   }
   spdlog::warn("upstream {} response timed out", up_ ? up_->address().text : "?");
+  if (up_) pool_->balancer.report(up_->server(), upstream::Outcome::kReset, w_.now());
   fail(504);
 }
 
@@ -399,11 +411,24 @@ void Session::on_request_head(std::size_t head_end) {
     view_->snapshot->rules->redirect_location(decision_, view, w_.scratch(), location_);
     return respond_redirect(route->redirect->status);
   }
-  pool_ =
-      decision_.pool >= 0 ? view_->pools[static_cast<std::size_t>(decision_.pool)].get() : nullptr;
-  tried_ = 0;
-  up_head_.clear();
+  replayable_ = req_state_ == ReqState::kDone;
+  stale_retry_ = false;
+  fallback_used_ = false;
+  use_pool(decision_.pool);
   start_upstream();
+}
+
+void Session::use_pool(int pool_index) {
+  pool_ = pool_index >= 0 ? view_->pools[static_cast<std::size_t>(pool_index)].get() : nullptr;
+  tried_ = 0;
+  attempts_ = 0;
+  up_head_.clear();
+  cookie_server_ = -1;
+  if (!pool_) return;
+  rules::RequestView view{in_.get(), &req_.head(), reinterpret_cast<const sockaddr*>(&peer_)};
+  rules::pool_keys(*pool_->cfg, pool_->default_key, view, w_.scratch(), keys_);
+  if (!keys_.cookie.empty()) cookie_server_ = pool_->balancer.server_for_cookie(keys_.cookie);
+  keys_.cookie = {};  // points into in_; not needed past this point
 }
 
 void Session::handle_request_body(const char* data, std::size_t len, int bid) {
@@ -445,13 +470,21 @@ void Session::handle_request_body(const char* data, std::size_t len, int bid) {
 
 void Session::start_upstream(bool allow_idle) {
   if (!pool_) return fail(503);
-  int server = pool_->balancer.pick(tried_, w_.now());
-  if (server < 0) {
-    spdlog::warn("pool {}: no server available for {}", pool_->cfg->name, client_);
-    return fail(503);
-  }
+  upstream::PickRequest pr;
+  pr.key = keys_.hash;
+  pr.has_key = keys_.has_hash;
+  pr.source_key = keys_.source;
+  pr.has_source_key = keys_.has_source;
+  pr.cookie_server = cookie_server_;
+  pr.tried = tried_;
+  upstream::Balancer::Pick pick = pool_->balancer.pick(pr, w_.now());
+  if (pick.server < 0) return no_server(pick.full);
+  int server = pick.server;
   tried_ |= std::uint64_t{1} << server;
-  auto& idle = pool_->idle[server];
+  ++attempts_;
+  pool_->balancer.started(server);
+  up_head_.clear();  // Host for HTTP/1.0 clients names the server: rebuild for each server
+  auto& idle = pool_->idle[static_cast<std::size_t>(server)];
   if (allow_idle && !idle.empty()) {
     up_ = idle.back();
     idle.pop_back();
@@ -465,9 +498,77 @@ void Session::start_upstream(bool allow_idle) {
   up_ = new UpstreamConn(w_, *pool_, server);
   up_->attach(this);
   if (req_state_ != ReqState::kDone) req_state_ = ReqState::kConnect;
-  w_.upstream_connect_timeouts.arm(upstream_timer_, w_.now());
+  pool_->connect_timeouts->arm(upstream_timer_, w_.now());
   connecting_ = true;
   up_->connect();
+}
+
+void Session::no_server(bool full) {
+  const config::Queue& q = pool_->cfg->queue;
+  if (full && pool_->queued < q.size) {
+    // Every usable server is at max_connections: wait for one to finish a request.
+    queued_in_ = pool_;
+    queue_prev_ = pool_->queue_tail;
+    queue_next_ = nullptr;
+    if (pool_->queue_tail) {
+      pool_->queue_tail->queue_next_ = this;
+    } else {
+      pool_->queue_head = this;
+    }
+    pool_->queue_tail = this;
+    ++pool_->queued;
+    ++w_.counters().queued;
+    pool_->queue_timeouts->arm(upstream_timer_, w_.now());
+    return;
+  }
+  const config::Route* route = decision_.route;
+  if (!fallback_used_ && route && (route->fallback_pool || route->fallback_respond)) {
+    fallback_used_ = true;
+    if (route->fallback_respond) {
+      spdlog::info("pool {}: no server available for {}; answering with the route's fallback",
+                   pool_->cfg->name, client_);
+      return respond_configured(*route->fallback_respond);
+    }
+    const auto& pools = cfg().pools;
+    auto it = pools.find(*route->fallback_pool);
+    if (it != pools.end()) {
+      spdlog::info("pool {}: no server available for {}; trying fallback pool {}", pool_->cfg->name,
+                   client_, it->first);
+      use_pool(static_cast<int>(std::distance(pools.begin(), it)));
+      return start_upstream();
+    }
+  }
+  if (attempts_ > 0) {
+    // Every server that could take it was tried: the last failure is the answer.
+    return fail(last_failure_status_);
+  }
+  spdlog::warn("pool {}: no server available for {}{}", pool_->cfg->name, client_,
+               full ? " (all at max_connections)" : "");
+  fail(503);
+}
+
+void Session::leave_queue() {
+  PoolRuntime* p = queued_in_;
+  if (!p) return;
+  if (queue_prev_) {
+    queue_prev_->queue_next_ = queue_next_;
+  } else {
+    p->queue_head = queue_next_;
+  }
+  if (queue_next_) {
+    queue_next_->queue_prev_ = queue_prev_;
+  } else {
+    p->queue_tail = queue_prev_;
+  }
+  queue_prev_ = queue_next_ = nullptr;
+  queued_in_ = nullptr;
+  --p->queued;
+  upstream_timer_.disarm();
+}
+
+void Session::on_dequeued() {
+  if (closing_) return;
+  start_upstream();
 }
 
 void Session::on_upstream_connected(int res) {
@@ -475,17 +576,29 @@ void Session::on_upstream_connected(int res) {
   upstream_timer_.disarm();
   if (res < 0) {
     spdlog::warn("upstream {} connect failed: {}", up_->address().text, std::strerror(-res));
-    return upstream_failed(true);
+    return upstream_failed(upstream::Outcome::kConnectFailure);
   }
-  pool_->balancer.mark_ok(up_->server());
   send_request_head();
 }
 
-void Session::upstream_failed(bool connect_failure) {
-  if (connect_failure) pool_->balancer.mark_failed(up_->server(), w_.now());
+// Another server may take this request: nothing of it is lost (it never left, or all of it is
+// still in in_ and it is idempotent) and the pool's retry budget is not spent.
+bool Session::may_retry() const {
+  return attempts_ <= static_cast<int>(pool_->cfg->retries);
+}
+
+void Session::upstream_failed(upstream::Outcome outcome) {
+  pool_->balancer.report(up_->server(), outcome, w_.now());
+  last_failure_status_ = outcome == upstream::Outcome::kConnectFailure ? 503 : 502;
   release_upstream(false);
   connecting_ = false;
-  start_upstream();  // next server, or 503 when all were tried
+  if (!may_retry()) {
+    spdlog::warn("pool {}: giving up on {} after {} attempt(s)", pool_->cfg->name, client_,
+                 attempts_);
+    return no_server(false);  // the route's fallback, else the last failure's status
+  }
+  ++w_.counters().retries;
+  start_upstream();  // next server, or fallback/503 when none is left
 }
 
 void Session::send_request_head() {
@@ -523,7 +636,7 @@ void Session::send_request_head() {
   if (req_state_ != ReqState::kDone) req_state_ = ReqState::kBody;
   ++inflight_;
   up_send_.submit(w_, up_->fd());
-  w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+  pool_->response_timeouts->arm(upstream_timer_, w_.now());
   up_->ensure_recv();
 }
 
@@ -544,7 +657,7 @@ void Session::on_upstream_send(int res) {
     upstream_reusable_ = false;
     return;
   }
-  if (resp_state_ == RespState::kHead) w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+  if (resp_state_ == RespState::kHead) pool_->response_timeouts->arm(upstream_timer_, w_.now());
   if (req_state_ == ReqState::kBody) {
     // Head (and body bytes read with it) are gone; from now on in_ only needs the head.
     in_len_ = head_end_;
@@ -577,16 +690,22 @@ void Session::on_upstream_recv(int res, std::uint32_t flags) {
       spdlog::warn("upstream {} closed mid-response", up_->address().text);
       return close();
     }
-    // Nothing of the response yet. A reused keep-alive connection may have been closed by the
-    // server just as we sent: retry once on a fresh one when that is safe.
-    bool retry = up_->reused() && response_bytes_seen_ == 0 && req_state_ == ReqState::kDone &&
-                 next_start_ == head_end_ && is_idempotent(req_.head().method.in(in_.get()));
-    if (retry && !up_send_.in_flight()) {
+    // Nothing of the response yet. Safe to send again only if the whole request is still in
+    // in_, it is idempotent (the server may have acted on it) and our send is not half-done.
+    bool replay = response_bytes_seen_ == 0 && req_state_ == ReqState::kDone && replayable_ &&
+                  !up_send_.in_flight() && is_idempotent(req_.head().method.in(in_.get()));
+    if (replay && up_->reused() && !stale_retry_) {
+      // A reused keep-alive connection the server closed just as we sent: the server is fine,
+      // the connection was stale. Once, on a fresh connection to the same server.
+      stale_retry_ = true;
       tried_ &= ~(std::uint64_t{1} << up_->server());
+      --attempts_;
       release_upstream(false);
       return start_upstream(/*allow_idle=*/false);
     }
     spdlog::warn("upstream {} closed before responding", up_->address().text);
+    if (replay) return upstream_failed(upstream::Outcome::kReset);
+    pool_->balancer.report(up_->server(), upstream::Outcome::kReset, w_.now());
     return fail(502);
   }
   auto n = static_cast<std::size_t>(res);
@@ -616,7 +735,7 @@ void Session::advance_response() {
   rin_parsed_ += consumed;
   switch (status) {
     case http::MessageParser::Status::kNeedMore:
-      w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+      pool_->response_timeouts->arm(upstream_timer_, w_.now());
       return up_->ensure_recv();
     case http::MessageParser::Status::kError:
     case http::MessageParser::Status::kMessageComplete:
@@ -671,6 +790,17 @@ void Session::send_response_head() {
   fwd.dechunk = dechunk_;
   fwd.via = cfg().forwarding.via;
   if (!decision_.route->response_headers.empty()) fwd.edits = &decision_.route->response_headers;
+  pool_->balancer.report(up_->server(),
+                         h.status >= 500 ? upstream::Outcome::k5xx : upstream::Outcome::kSuccess,
+                         w_.now());
+  const config::Persistence& persist = pool_->cfg->persistence;
+  if (persist.kind == config::Persistence::Kind::kCookie && up_->server() != cookie_server_) {
+    // Name the server that answered, so the client's next requests come back to it.
+    set_cookie_.assign("Set-Cookie: ").append(persist.cookie).append("=");
+    set_cookie_.append(pool_->balancer.cookie_value(up_->server()));
+    set_cookie_.append("; Path=/; HttpOnly\r\n");
+    fwd.extra_fields = set_cookie_;
+  }
   out_.clear();
   http::write_client_response(rin_.get(), h, fwd, out_);
   response_started_ = true;
@@ -731,7 +861,7 @@ void Session::handle_response_body(const char* data, std::size_t len, int bid) {
   if (client_send_.total() == 0) {
     w_.buffers().recycle(static_cast<std::uint16_t>(bid));
     if (resp_state_ == RespState::kDone) return finish_exchange();
-    w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+    pool_->response_timeouts->arm(upstream_timer_, w_.now());
     return up_->ensure_recv();
   }
   client_send_bid_ = bid;
@@ -761,7 +891,7 @@ void Session::on_client_send(int res) {
       resp_state_ = RespState::kHead;
       return advance_response();
     case RespState::kBody:
-      w_.upstream_response_timeouts.arm(upstream_timer_, w_.now());
+      pool_->response_timeouts->arm(upstream_timer_, w_.now());
       return up_->ensure_recv();
     case RespState::kDone:
       return finish_exchange();
@@ -849,6 +979,7 @@ void Session::send_local() {
 
 void Session::fail(int status) {
   if (closing_) return;
+  leave_queue();
   client_timer_.disarm();
   upstream_timer_.disarm();
   if (up_) release_upstream(false);

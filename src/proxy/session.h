@@ -19,6 +19,7 @@
 #include "proxy/deadline.h"
 #include "proxy/io_ops.h"
 #include "proxy/worker.h"
+#include "rules/request_key.h"
 
 namespace switchyard::proxy {
 
@@ -79,6 +80,10 @@ class Session {
   // Shutdown deadline passed: close regardless.
   void abort() { close(); }
 
+  // From the worker: queued for a server of a full pool (see PoolRuntime::queue_head).
+  void leave_queue();
+  void on_dequeued();
+
   // From UpstreamConn.
   void on_upstream_connected(int res);
   void on_upstream_recv(int res, std::uint32_t flags);
@@ -105,9 +110,12 @@ class Session {
   void advance_request_head();
   void on_request_head(std::size_t head_end);
   void handle_request_body(const char* data, std::size_t len, int bid);
+  void use_pool(int pool_index);
   void start_upstream(bool allow_idle = true);
+  void no_server(bool full);
   void send_request_head();
-  void upstream_failed(bool connect_failure);
+  void upstream_failed(upstream::Outcome outcome);
+  bool may_retry() const;
   void advance_response();
   void send_response_head();
   void handle_response_body(const char* data, std::size_t len, int bid);
@@ -154,7 +162,19 @@ class Session {
   bool connecting_ = false;
   std::string up_head_;  // request head as sent upstream (kept for a retry)
   std::uint64_t tried_ = 0;
+  int attempts_ = 0;          // servers tried for this request
+  bool replayable_ = false;   // the whole request (head and body) is still in in_
+  bool stale_retry_ = false;  // already re-sent once after a reused connection closed
+  bool fallback_used_ = false;
+  int last_failure_status_ = 503;  // answer when every server was tried: 503 connect, 502 reset
   PoolRuntime* pool_ = nullptr;
+  rules::PoolKeys keys_;    // hash/persistence keys for pool_ (cookie view not kept)
+  int cookie_server_ = -1;  // server named by the request's persistence cookie
+  std::string set_cookie_;  // Set-Cookie field to add to the response
+  // Queued for a server (intrusive list of pool_'s queue).
+  PoolRuntime* queued_in_ = nullptr;
+  Session* queue_prev_ = nullptr;
+  Session* queue_next_ = nullptr;
   UpstreamConn* up_ = nullptr;
   std::uint64_t bytes_in_ = 0;
   Clock::time_point request_start_;

@@ -102,8 +102,46 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot, std::vector<int> 
 }
 
 bool Worker::can_pool(const UpstreamConn& c) const {
-  return !draining_ && !c.pool_->retired &&
-         c.pool_->idle[c.server_].size() < c.pool_->cfg->max_idle_per_server;
+  return !draining_ && !c.pool_->retired && !c.pool_->balancer.draining(c.server_) &&
+         c.pool_->idle[static_cast<std::size_t>(c.server_)].size() <
+             c.pool_->cfg->max_idle_per_server;
+}
+
+PoolRuntime::PoolRuntime(std::shared_ptr<const config::Config> owner, const config::Pool& pool,
+                         std::shared_ptr<upstream::PoolState> state, unsigned worker)
+    : owner(std::move(owner)),
+      cfg(&pool),
+      balancer(pool, std::move(state), worker),
+      default_key(config::HashKey::On::kDefault),
+      idle(pool.servers.size()) {
+  if (const upstream::SchedulerInfo* info = upstream::find_scheduler(pool.scheduler)) {
+    default_key = info->default_key;
+  }
+}
+
+DeadlineList& Worker::timeouts_for(std::chrono::milliseconds duration) {
+  for (auto& l : extra_timeouts_) {
+    if (l->duration() == duration) return *l;
+  }
+  extra_timeouts_.push_back(std::make_unique<DeadlineList>(duration));
+  return *extra_timeouts_.back();
+}
+
+void Worker::wake_queue(PoolRuntime& pool) {
+  Session* s = pool.queue_head;
+  if (!s) return;
+  s->leave_queue();
+  woken_.push_back(s);
+}
+
+void Worker::run_woken() {
+  // A woken request may finish at once and wake the next one: loop until quiet.
+  std::vector<Session*> batch;
+  while (!woken_.empty()) {
+    batch.swap(woken_);
+    for (Session* s : batch) s->on_dequeued();
+    batch.clear();
+  }
 }
 
 void Worker::close_listener(ListenerRuntime& l) {
@@ -122,8 +160,6 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
   client_header_timeouts.set_duration(t.client_header);
   client_idle_timeouts.set_duration(t.client_idle);
   client_body_timeouts.set_duration(t.client_body);
-  upstream_connect_timeouts.set_duration(t.upstream_connect);
-  upstream_response_timeouts.set_duration(t.upstream_response);
   upstream_idle_timeouts.set_duration(t.upstream_idle);
   std::size_t head_size = cfg.limits.max_header_bytes + kBufferSize;
   if (head_size != head_buffer_size_) {
@@ -131,49 +167,59 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
     free_head_buffers_.clear();
   }
 
-  // Pools, reconciled by name: an unchanged pool keeps its runtime (idle connections, passive
-  // health); a changed one gets a new runtime that inherits idle connections to servers it kept.
+  // Pools, reconciled by name: a pool whose servers and scheduler are unchanged keeps its runtime
+  // (idle connections, in-flight counts, passive health) and takes the new settings in place; a
+  // changed one gets a new runtime that inherits idle connections to servers it kept.
   auto view = std::make_shared<WorkerView>();
   view->snapshot = snapshot;
   std::vector<std::shared_ptr<PoolRuntime>> old = view_ ? view_->pools : decltype(old){};
+  std::size_t index = 0;
   for (const auto& [name, pool] : cfg.pools) {
+    const std::shared_ptr<upstream::PoolState>& state = snapshot->pool_states[index++];
     std::shared_ptr<PoolRuntime> prev;
     for (auto& p : old) {
       if (p && p->cfg->name == name) prev = p;
     }
-    bool same = prev && prev->cfg->scheduler == pool.scheduler &&
-                prev->cfg->servers.size() == pool.servers.size();
-    for (std::size_t i = 0; same && i < pool.servers.size(); ++i) {
-      same = prev->cfg->servers[i].address.text == pool.servers[i].address.text &&
-             prev->cfg->servers[i].weight == pool.servers[i].weight;
-    }
-    if (same) {
+    std::shared_ptr<PoolRuntime> rt;
+    if (prev && prev->balancer.can_rebind(pool, *state)) {
       prev->owner = snapshot->config;
       prev->cfg = &pool;
-      view->pools.push_back(prev);
-      continue;
-    }
-    auto fresh = std::make_shared<PoolRuntime>(snapshot->config, pool);
-    if (prev) {
-      for (std::size_t s = 0; s < prev->idle.size(); ++s) {
-        for (UpstreamConn* c : prev->idle[s]) {
-          int keep = -1;
-          for (std::size_t i = 0; i < pool.servers.size(); ++i) {
-            if (pool.servers[i].address.text == prev->cfg->servers[s].address.text) keep = int(i);
+      prev->balancer.rebind(pool);
+      rt = prev;
+    } else {
+      rt = std::make_shared<PoolRuntime>(snapshot->config, pool, state, static_cast<unsigned>(id_));
+      if (prev) {
+        for (std::size_t s = 0; s < prev->idle.size(); ++s) {
+          for (UpstreamConn* c : prev->idle[s]) {
+            int keep = -1;
+            for (std::size_t i = 0; i < pool.servers.size(); ++i) {
+              if (pool.servers[i].address.text == prev->cfg->servers[s].address.text) {
+                keep = int(i);
+              }
+            }
+            if (keep >= 0) {
+              c->pool_ = rt.get();
+              c->server_ = keep;
+              rt->idle[static_cast<std::size_t>(keep)].push_back(c);
+            } else {
+              c->idle_ = false;  // already out of the list being dropped
+              c->close();
+            }
           }
-          if (keep >= 0) {
-            c->pool_ = fresh.get();
-            c->server_ = keep;
-            fresh->idle[keep].push_back(c);
-          } else {
-            c->idle_ = false;  // already out of the list being dropped
-            c->close();
-          }
+          prev->idle[s].clear();
         }
-        prev->idle[s].clear();
       }
     }
-    view->pools.push_back(std::move(fresh));
+    rt->connect_timeouts = &timeouts_for(pool.connect_timeout.value_or(t.upstream_connect));
+    rt->response_timeouts = &timeouts_for(pool.response_timeout.value_or(t.upstream_response));
+    rt->queue_timeouts = &timeouts_for(pool.queue.timeout);
+    // Draining servers keep no idle connections.
+    for (std::size_t i = 0; i < pool.servers.size(); ++i) {
+      if (!pool.servers[i].drain) continue;
+      auto& list = rt->idle[i];
+      while (!list.empty()) list.back()->close();
+    }
+    view->pools.push_back(std::move(rt));
   }
   for (auto& p : old) {
     bool kept = false;
@@ -306,9 +352,11 @@ void Worker::tick() {
   client_header_timeouts.expire(now_);
   client_idle_timeouts.expire(now_);
   client_body_timeouts.expire(now_);
-  upstream_connect_timeouts.expire(now_);
-  upstream_response_timeouts.expire(now_);
   upstream_idle_timeouts.expire(now_);
+  for (auto& l : extra_timeouts_) l->expire(now_);
+  if (view_) {
+    for (auto& p : view_->pools) p->balancer.sync(now_);
+  }
   if (draining_ && now_ >= drain_deadline_ && !sessions_.empty()) {
     spdlog::warn("worker {}: shutdown timeout, closing {} connections", id_, sessions_.size());
     std::vector<Session*> all = sessions_;
@@ -324,6 +372,7 @@ void Worker::run() {
   while (!draining_ || !sessions_.empty() || live_upstreams_ > 0) {
     ring_.run_once(kTickMs);
     now_ = Clock::now();
+    run_woken();
     for (Session* s : dead_) delete s;
     dead_.clear();
     if (!starved_.empty() && buffers_.available() > 0) {

@@ -25,18 +25,29 @@ namespace switchyard::proxy {
 class Session;
 class UpstreamConn;
 
-// Per-worker runtime of a configured pool: its balancer and idle keep-alive connections. Kept
-// across reloads while the pool's servers are unchanged, so idle connections and passive health
-// survive; otherwise retired (connections returning to it are closed).
+// Per-worker runtime of a configured pool: its balancer, idle keep-alive connections and the
+// requests queued for a server below max_connections. Kept across reloads while the pool's
+// servers and scheduler are unchanged (weights, drain and limits are taken over in place), so idle
+// connections, in-flight counts and passive health survive; otherwise retired (connections
+// returning to it are closed).
 struct PoolRuntime {
   std::shared_ptr<const config::Config> owner;  // keeps *cfg alive
   const config::Pool* cfg = nullptr;
   upstream::Balancer balancer;
+  config::HashKey::On default_key;               // the scheduler's default hash key
   std::vector<std::vector<UpstreamConn*>> idle;  // per server, most recently used last
   bool retired = false;
+  // Per-pool timeouts (the pool's own or the global ones); lists owned by the worker.
+  DeadlineList* connect_timeouts = nullptr;
+  DeadlineList* response_timeouts = nullptr;
+  DeadlineList* queue_timeouts = nullptr;
+  // Requests waiting for a server (intrusive FIFO through Session::queue_prev_/queue_next_).
+  Session* queue_head = nullptr;
+  Session* queue_tail = nullptr;
+  std::uint32_t queued = 0;
 
-  PoolRuntime(std::shared_ptr<const config::Config> owner, const config::Pool& pool)
-      : owner(std::move(owner)), cfg(&pool), balancer(pool), idle(pool.servers.size()) {}
+  PoolRuntime(std::shared_ptr<const config::Config> owner, const config::Pool& pool,
+              std::shared_ptr<upstream::PoolState> state, unsigned worker);
 };
 
 // What requests of one snapshot see on this worker.
@@ -64,6 +75,9 @@ struct WorkerCounters {
   std::uint64_t requests = 0;
   std::uint64_t upstream_connects = 0;
   std::uint64_t upstream_reuses = 0;
+  std::uint64_t retries = 0;
+  std::uint64_t queued = 0;
+  std::uint64_t queue_timeouts = 0;
 };
 
 class Worker {
@@ -102,9 +116,14 @@ class Worker {
   DeadlineList client_header_timeouts;
   DeadlineList client_idle_timeouts;
   DeadlineList client_body_timeouts;
-  DeadlineList upstream_connect_timeouts;
-  DeadlineList upstream_response_timeouts;
   DeadlineList upstream_idle_timeouts;
+  // A list for `duration` (per-pool timeouts), created on first use and kept for the worker's
+  // life; every such list is expired on each tick.
+  DeadlineList& timeouts_for(std::chrono::milliseconds duration);
+
+  // A server of `pool` may have room again: let its first queued request try (after the current
+  // completion is handled, not from inside it).
+  void wake_queue(PoolRuntime& pool);
 
   // A receive could not get a buffer (ENOBUFS); retry it when buffers come back.
   void wait_for_buffer(class RecvOp* op) { starved_.push_back(op); }
@@ -130,6 +149,7 @@ class Worker {
   void tick();
   void apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> listen_fds);
   void close_listener(ListenerRuntime& l);
+  void run_woken();
 
   int id_;
   std::shared_ptr<const WorkerView> view_;
@@ -140,7 +160,9 @@ class Worker {
   std::vector<std::unique_ptr<ListenerRuntime>> retired_listeners_;
   std::vector<Session*> sessions_;  // all live sessions (index kept in the session)
   std::vector<class RecvOp*> starved_;
-  std::vector<Session*> dead_;  // closed this iteration, deleted after completions are handled
+  std::vector<Session*> dead_;   // closed this iteration, deleted after completions are handled
+  std::vector<Session*> woken_;  // dequeued this iteration; retry their pick after completions
+  std::vector<std::unique_ptr<DeadlineList>> extra_timeouts_;
   std::vector<std::unique_ptr<char[]>> free_head_buffers_;
   std::size_t head_buffer_size_ = 0;
   AccessLogQueue access_log_;

@@ -318,6 +318,7 @@ class Origin:
       /close-before-head  reads the request, closes without answering
       /garbage          "HELLO\\r\\n\\r\\n", close
       /status           ?code=N - that status, empty body
+      /healthz          `health_status` (200 by default, settable) with body "ok\n" or "sick\n"
       /conn             200 "conn ID\\n" - the id of the TCP connection the request came on
       /nolength         200 "until-close" without framing, then close
       /hop              200 carrying hop-by-hop headers (Connection: X-Hop-Secret, Keep-Alive,
@@ -329,8 +330,10 @@ class Origin:
     IDLE_TIMEOUT = 120.0      # a connection waiting for a request this long is dropped
     REQUEST_TIMEOUT = 60.0    # a request (head + body) must arrive within this
 
-    def __init__(self, name: str = "A"):
+    def __init__(self, name: str = "A", port: int = 0):
         self.name = name
+        self.health_status = 200  # what /healthz answers
+        self._bind_port = port    # 0 = ephemeral; a stopped origin restarts on its old port
         self._lock = threading.Lock()
         self._connections: dict[int, _OriginConnection] = {}
         self._requests: list[RecordedRequest] = []
@@ -345,7 +348,7 @@ class Origin:
     def start(self) -> "Origin":
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((LOOPBACK, 0))
+        listener.bind((LOOPBACK, self._bind_port))
         listener.listen(128)
         listener.settimeout(0.1)
         self._listener = listener
@@ -541,6 +544,9 @@ class Origin:
             return keep_alive
 
         text = [("Content-Type", "text/plain")]
+        if path == "/healthz":
+            status = self.health_status
+            return send(status, text, b"ok\n" if status == 200 else b"sick\n")
         if path == "/echo":
             return send(200, text + [("X-Body-Sha256", req.body_sha256),
                                      ("X-Body-Length", str(req.body_length))],

@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "upstream/scheduler.h"
+
 namespace {
 
 using namespace switchyard::config;
@@ -75,6 +77,31 @@ std::string ip_of(const SocketAddress& a) {
               sizeof buf);
   }
   return buf;
+}
+
+// The schedulers this build registers, as the loader lists them.
+std::string scheduler_names() {
+  std::string names;
+  for (const switchyard::upstream::SchedulerInfo& info : switchyard::upstream::schedulers()) {
+    if (!names.empty()) names += ", ";
+    names += info.name;
+  }
+  return names;
+}
+
+// The message for `hash` or `fallback` in a pool whose scheduler does not hash.
+std::string only_with_hashing(const std::string& key, const std::string& scheduler) {
+  std::string hashing;
+  for (const switchyard::upstream::SchedulerInfo& info : switchyard::upstream::schedulers()) {
+    if (info.default_key == HashKey::On::kDefault) continue;
+    if (!hashing.empty()) hashing += ", ";
+    hashing += info.name;
+  }
+  if (hashing.empty()) {
+    return key + " is only allowed with a hashing scheduler, and this build has none";
+  }
+  return key + " is only allowed with a hashing scheduler (" + hashing + "); '" + scheduler +
+         "' does not hash";
 }
 
 // The example from the task brief, verbatim.
@@ -478,16 +505,18 @@ routes:
     - respond: {status: 200, header: {}}
       name: catch-all
 pools:
-  app: {servers: [127.0.0.1:9001], health: {}}
+  app: {servers: [127.0.0.1:9001], tls: {}}
 admin: {bind: 127.0.0.1:9090, token_file: admin.token}
 access_log: {enable: true}
 forwarding: {forwarded: true}
 )") == Errors{"test.yaml:2:53: unknown key 'tls' in listener; expected one of: name, bind, routes",
               "test.yaml:5:30: unknown key 'header' in respond; did you mean 'headers'?",
               "test.yaml:6:7: unknown key 'name' in route; expected one of: match, pool, split, "
-              "redirect, respond, goto, sticky, request_headers, response_headers, rewrite",
-              "test.yaml:8:36: unknown key 'health' in pool; expected one of: scheduler, "
-              "max_idle_per_server, servers",
+              "redirect, respond, goto, sticky, request_headers, response_headers, rewrite, "
+              "fallback",
+              "test.yaml:8:36: unknown key 'tls' in pool; expected one of: scheduler, hash, "
+              "fallback, max_idle_per_server, retries, connect_timeout, response_timeout, queue, "
+              "persistence, health, outlier, servers",
               "test.yaml:9:31: unknown key 'token_file' in admin; expected one of: bind",
               "test.yaml:10:14: unknown key 'enable' in access_log; did you mean 'enabled'?",
               "test.yaml:11:14: unknown key 'forwarded' in forwarding; expected one of: "
@@ -793,12 +822,510 @@ pools:
               "test.yaml:9:9: expected a server address or a map with 'address', got a list"});
 }
 
-TEST_CASE("only the rr and wrr schedulers are accepted", "[config]") {
+TEST_CASE("only the schedulers this build registers are accepted", "[config]") {
   CHECK(errors_of(R"(
 listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
 routes: {main: [{pool: app}]}
-pools: {app: {scheduler: wlc, servers: [127.0.0.1:9001]}}
-)") == Errors{"test.yaml:3:26: unsupported scheduler 'wlc'; this build supports: rr, wrr"});
+pools: {app: {scheduler: nosuch, servers: [127.0.0.1:9001]}}
+)") == Errors{"test.yaml:3:26: unsupported scheduler 'nosuch'; this build supports: " +
+              scheduler_names()});
+  // Every registered scheduler loads, the ones being added included.
+  for (const switchyard::upstream::SchedulerInfo& info : switchyard::upstream::schedulers()) {
+    INFO(info.name);
+    CHECK(load_ok("listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]\n"
+                  "routes: {main: [{pool: app}]}\n"
+                  "pools: {app: {scheduler: " +
+                  std::string(info.name) + ", servers: [127.0.0.1:9001]}}\n")
+              ->pools.at("app")
+              .scheduler == info.name);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools: hashing, retries, queue, persistence, health, outlier detection, server flags
+
+TEST_CASE("a full pool loads into every field", "[config]") {
+  auto config = load_ok(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes:
+  main:
+    - match: {path_prefix: /api/}
+      pool: api
+      fallback: {pool: sorry}
+    - split: [{pool: api, weight: 9}, {pool: sorry, weight: 1}]
+      fallback: {respond: {status: 503, headers: {retry-after: "30"}, body: "try later\n"}}
+pools:
+  api:
+    scheduler: wrr
+    retries: 3
+    connect_timeout: 1s
+    response_timeout: 30s
+    max_idle_per_server: 8
+    queue: {size: 100, timeout: 2s}
+    persistence: {source: {timeout: 10m, netmask: 24, netmask_v6: 64}}
+    health:
+      http: {method: HEAD, path: "/healthz?full=1", host: "api.example.com:8080", expect: 200-299, body: ok}
+      interval: 3s
+      timeout: 3s
+      rise: 1
+      fall: 5
+      jitter: 20%
+    outlier: {consecutive_failures: 0, count_5xx: false, base_ejection: 1s, max_ejection: 1s}
+    servers:
+      - {address: 127.0.0.1:9001, weight: 3, max_connections: 100}
+      - {address: 127.0.0.1:9002, drain: true, backup: false}
+      - {address: 127.0.0.1:9003, backup: true}
+  sorry:
+    persistence: {cookie: {name: SRVID}}
+    health: {tcp: true}
+    servers: [127.0.0.1:9004]
+  edges:
+    persistence: {cookie: {}}
+    health: {http: {expect: 204}, interval: 10ms, timeout: 10ms, jitter: 0, rise: 100, fall: 100}
+    queue: {size: 100000}
+    outlier: {consecutive_failures: 1000}
+    retries: 0
+    servers: [{address: 127.0.0.1:9005, max_connections: 1000000}]
+  longest:
+    persistence: {source: {timeout: 720h, netmask: 0, netmask_v6: 128}}
+    health: {tcp: true, jitter: 50}
+    outlier: {base_ejection: 24h, max_ejection: 24h}
+    retries: 10
+    servers: [127.0.0.1:9006]
+)");
+  const Config& c = *config;
+  const Pool& api = c.pools.at("api");
+  CHECK(api.name == "api");
+  CHECK(api.mark.line == 10);
+  CHECK(api.mark.column == 3);
+  CHECK(api.scheduler == "wrr");
+  CHECK(api.hash.on == HashKey::On::kDefault);
+  CHECK(api.fallback);
+  CHECK(api.retries == 3);
+  CHECK(api.connect_timeout == 1s);
+  CHECK(api.response_timeout == 30s);
+  CHECK(api.max_idle_per_server == 8);
+  CHECK(api.queue.size == 100);
+  CHECK(api.queue.timeout == 2s);
+  CHECK(api.persistence.kind == Persistence::Kind::kSource);
+  CHECK(api.persistence.timeout == 10min);
+  CHECK(api.persistence.netmask_v4 == 24);
+  CHECK(api.persistence.netmask_v6 == 64);
+  REQUIRE(api.health.has_value());
+  CHECK(api.health->kind == HealthCheck::Kind::kHttp);
+  CHECK(api.health->method == "HEAD");
+  CHECK(api.health->path == "/healthz?full=1");
+  CHECK(api.health->host == "api.example.com:8080");
+  CHECK(api.health->expect_min == 200);
+  CHECK(api.health->expect_max == 299);
+  CHECK(api.health->body_contains == "ok");
+  CHECK(api.health->interval == 3s);
+  CHECK(api.health->timeout == 3s);
+  CHECK(api.health->rise == 1);
+  CHECK(api.health->fall == 5);
+  CHECK(api.health->jitter_percent == 20);
+  CHECK(api.outlier.consecutive_failures == 0);
+  CHECK_FALSE(api.outlier.count_5xx);
+  CHECK(api.outlier.base_ejection == 1s);
+  CHECK(api.outlier.max_ejection == 1s);
+  REQUIRE(api.servers.size() == 3);
+  CHECK(api.servers[0].weight == 3);
+  CHECK(api.servers[0].max_connections == 100);
+  CHECK_FALSE(api.servers[0].drain);
+  CHECK_FALSE(api.servers[0].backup);
+  CHECK(api.servers[1].weight == 1);
+  CHECK(api.servers[1].max_connections == 0);
+  CHECK(api.servers[1].drain);
+  CHECK_FALSE(api.servers[1].backup);
+  CHECK_FALSE(api.servers[2].drain);
+  CHECK(api.servers[2].backup);
+
+  const Pool& sorry = c.pools.at("sorry");
+  CHECK(sorry.mark.line == 30);
+  CHECK(sorry.persistence.kind == Persistence::Kind::kCookie);
+  CHECK(sorry.persistence.cookie == "SRVID");
+  REQUIRE(sorry.health.has_value());
+  CHECK(sorry.health->kind == HealthCheck::Kind::kTcp);
+  const HealthCheck defaults;
+  CHECK(sorry.health->interval == defaults.interval);
+  CHECK(sorry.health->timeout == defaults.timeout);
+  CHECK(sorry.health->rise == defaults.rise);
+  CHECK(sorry.health->fall == defaults.fall);
+  CHECK(sorry.health->jitter_percent == defaults.jitter_percent);
+
+  const Pool& edges = c.pools.at("edges");
+  CHECK(edges.persistence.kind == Persistence::Kind::kCookie);
+  CHECK(edges.persistence.cookie == Persistence{}.cookie);
+  REQUIRE(edges.health.has_value());
+  CHECK(edges.health->kind == HealthCheck::Kind::kHttp);
+  CHECK(edges.health->method == defaults.method);
+  CHECK(edges.health->path == defaults.path);
+  CHECK(edges.health->host.empty());
+  CHECK(edges.health->expect_min == 204);
+  CHECK(edges.health->expect_max == 204);
+  CHECK(edges.health->body_contains.empty());
+  CHECK(edges.health->interval == 10ms);
+  CHECK(edges.health->timeout == 10ms);
+  CHECK(edges.health->jitter_percent == 0);
+  CHECK(edges.health->rise == 100);
+  CHECK(edges.health->fall == 100);
+  CHECK(edges.queue.size == 100000);
+  CHECK(edges.queue.timeout == Queue{}.timeout);
+  CHECK(edges.outlier.consecutive_failures == 1000);
+  CHECK(edges.retries == 0);
+  CHECK(edges.servers.at(0).max_connections == 1000000);
+
+  const Pool& longest = c.pools.at("longest");
+  CHECK(longest.persistence.timeout == 720h);
+  CHECK(longest.persistence.netmask_v4 == 0);
+  CHECK(longest.persistence.netmask_v6 == 128);
+  CHECK(longest.health->jitter_percent == 50);
+  CHECK(longest.outlier.base_ejection == 24h);
+  CHECK(longest.retries == 10);
+
+  const auto& routes = c.routes.at("main").routes;
+  REQUIRE(routes.size() == 2);
+  CHECK(routes[0].fallback_pool == "sorry");
+  CHECK_FALSE(routes[0].fallback_respond.has_value());
+  CHECK_FALSE(routes[1].fallback_pool.has_value());
+  REQUIRE(routes[1].fallback_respond.has_value());
+  CHECK(routes[1].fallback_respond->status == 503);
+  REQUIRE(routes[1].fallback_respond->headers.size() == 1);
+  CHECK(routes[1].fallback_respond->headers[0].name == "retry-after");
+  CHECK(routes[1].fallback_respond->headers[0].value == "30");
+  CHECK(routes[1].fallback_respond->body == "try later\n");
+}
+
+TEST_CASE("a pool without the new keys keeps the defaults of config.h", "[config]") {
+  auto config = load_ok(with_minimal(""));
+  const Pool& app = config->pools.at("app");
+  const Pool defaults;
+  CHECK(app.mark.line == 3);
+  CHECK(app.mark.column == 9);
+  CHECK(app.hash.on == defaults.hash.on);
+  CHECK(app.hash.name == defaults.hash.name);
+  CHECK(app.fallback == defaults.fallback);
+  CHECK(app.retries == defaults.retries);
+  CHECK_FALSE(app.connect_timeout.has_value());
+  CHECK_FALSE(app.response_timeout.has_value());
+  CHECK(app.queue.size == defaults.queue.size);
+  CHECK(app.queue.timeout == defaults.queue.timeout);
+  CHECK(app.persistence.kind == Persistence::Kind::kNone);
+  CHECK(app.persistence.timeout == defaults.persistence.timeout);
+  CHECK(app.persistence.netmask_v4 == defaults.persistence.netmask_v4);
+  CHECK(app.persistence.netmask_v6 == defaults.persistence.netmask_v6);
+  CHECK(app.persistence.cookie == defaults.persistence.cookie);
+  CHECK_FALSE(app.health.has_value());
+  CHECK(app.outlier.consecutive_failures == defaults.outlier.consecutive_failures);
+  CHECK(app.outlier.count_5xx == defaults.outlier.count_5xx);
+  CHECK(app.outlier.base_ejection == defaults.outlier.base_ejection);
+  CHECK(app.outlier.max_ejection == defaults.outlier.max_ejection);
+  const Server server_defaults;
+  REQUIRE(app.servers.size() == 1);
+  CHECK(app.servers[0].max_connections == server_defaults.max_connections);
+  CHECK(app.servers[0].drain == server_defaults.drain);
+  CHECK(app.servers[0].backup == server_defaults.backup);
+  const Route& route = config->routes.at("main").routes.at(0);
+  CHECK_FALSE(route.fallback_pool.has_value());
+  CHECK_FALSE(route.fallback_respond.has_value());
+}
+
+TEST_CASE("hash reads every key form for each hashing scheduler", "[config]") {
+  const std::pair<std::string, HashKey> cases[] = {
+      {"source", {HashKey::On::kSource, ""}},
+      {"source_port", {HashKey::On::kSourcePort, ""}},
+      {"url", {HashKey::On::kUrl, ""}},
+      {"{header: X-User}", {HashKey::On::kHeader, "x-user"}},
+      {"{cookie: Session}", {HashKey::On::kCookie, "Session"}},
+  };
+  int hashing = 0;
+  for (const switchyard::upstream::SchedulerInfo& info : switchyard::upstream::schedulers()) {
+    if (info.default_key == HashKey::On::kDefault) continue;
+    ++hashing;
+    for (const auto& [text, expected] : cases) {
+      INFO(info.name << " hash: " << text);
+      auto config = load_ok(
+          "listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]\n"
+          "routes: {main: [{pool: app}]}\n"
+          "pools: {app: {scheduler: " +
+          std::string(info.name) + ", hash: " + text +
+          ", fallback: false, servers: [127.0.0.1:9001]}}\n");
+      const Pool& app = config->pools.at("app");
+      CHECK(app.hash.on == expected.on);
+      CHECK(app.hash.name == expected.name);
+      CHECK_FALSE(app.fallback);
+    }
+  }
+  if (hashing == 0) WARN("no hashing scheduler is registered yet; valid hash keys not loaded");
+}
+
+TEST_CASE("hash and fallback are only allowed with a hashing scheduler", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: app}]}
+pools:
+  app:
+    scheduler: wrr
+    hash: source
+    fallback: false
+    servers: [127.0.0.1:9001]
+)") == Errors{"test.yaml:6:5: " + only_with_hashing("hash", "wrr"),
+              "test.yaml:7:5: " + only_with_hashing("fallback", "wrr")});
+}
+
+TEST_CASE("hash values are checked", "[config]") {
+  // rr (the default) does not hash, so each pool also gets that message at its `hash` key.
+  const std::string rr = only_with_hashing("hash", "rr");
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: a}]}
+pools:
+  a: {hash: sorce, servers: [127.0.0.1:9001]}
+  b: {hash: random, servers: [127.0.0.1:9001]}
+  c: {hash: [source], servers: [127.0.0.1:9001]}
+  d: {hash: {header: x-user, cookie: s}, servers: [127.0.0.1:9001]}
+  e: {hash: {header: "x user"}, servers: [127.0.0.1:9001]}
+  f: {hash: {cookie: ""}, servers: [127.0.0.1:9001]}
+  g: {hash: {hedaer: x}, servers: [127.0.0.1:9001]}
+)") == Errors{"test.yaml:4:7: " + rr,
+              "test.yaml:4:13: unknown hash 'sorce'; did you mean 'source'?",
+              "test.yaml:5:7: " + rr,
+              "test.yaml:5:13: unknown hash 'random'; expected source, source_port, url, or a "
+              "map with header or cookie",
+              "test.yaml:6:7: " + rr,
+              "test.yaml:6:13: expected source, source_port, url, or a map with header or "
+              "cookie, got a list",
+              "test.yaml:7:7: " + rr, "test.yaml:7:13: hash needs exactly one of header, cookie",
+              "test.yaml:8:7: " + rr, "test.yaml:8:22: invalid header name 'x user'",
+              "test.yaml:9:7: " + rr, "test.yaml:9:22: hash cookie name must not be empty",
+              "test.yaml:10:7: " + rr,
+              "test.yaml:10:14: unknown key 'hedaer' in hash; did you mean 'header'?"});
+}
+
+TEST_CASE("retries, pool timeouts and the queue are range-checked", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: app}]}
+pools:
+  app:
+    retries: 11
+    connect_timeout: 0s
+    response_timeout: 25h
+    queue: {size: 100001, timeout: 0s, sise: 1}
+    servers: [127.0.0.1:9001]
+)") == Errors{"test.yaml:5:14: retries must be between 0 and 10, got 11",
+              "test.yaml:6:22: connect_timeout must be greater than zero",
+              "test.yaml:7:23: duration '25h' is too long; the maximum is 24h",
+              "test.yaml:8:19: queue.size must be between 0 and 100000, got 100001",
+              "test.yaml:8:36: queue.timeout must be greater than zero",
+              "test.yaml:8:40: unknown key 'sise' in queue; did you mean 'size'?"});
+}
+
+TEST_CASE("persistence is one of source or cookie, each checked", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: a}]}
+pools:
+  a: {persistence: {source: {}, cookie: {}}, servers: [127.0.0.1:9001]}
+  b: {persistence: {}, servers: [127.0.0.1:9001]}
+  c: {persistence: {source: {timeout: 500ms, netmask: 33, netmask_v6: 129}}, servers: [127.0.0.1:9001]}
+  d: {persistence: {source: {timeout: 721h}}, servers: [127.0.0.1:9001]}
+  e: {persistence: {cookie: {name: "a b"}}, servers: [127.0.0.1:9001]}
+  f: {persistence: {cookie: {name: ""}}, servers: [127.0.0.1:9001]}
+  g: {persistence: {source: {netmsk: 24}}, servers: [127.0.0.1:9001]}
+  h: {persistence: {sourc: {}}, servers: [127.0.0.1:9001]}
+)") == Errors{"test.yaml:4:20: persistence needs exactly one of source, cookie",
+              "test.yaml:5:20: persistence needs exactly one of source, cookie",
+              "test.yaml:6:39: persistence.source.timeout must be at least 1s, got 500ms",
+              "test.yaml:6:55: persistence.source.netmask must be between 0 and 32, got 33",
+              "test.yaml:6:71: persistence.source.netmask_v6 must be between 0 and 128, got 129",
+              "test.yaml:7:39: duration '721h' is too long; the maximum is 720h",
+              "test.yaml:8:36: invalid cookie name 'a b'",
+              "test.yaml:9:36: persistence cookie name must not be empty",
+              "test.yaml:10:30: unknown key 'netmsk' in persistence.source; did you mean "
+              "'netmask'?",
+              "test.yaml:11:21: unknown key 'sourc' in persistence; did you mean 'source'?"});
+}
+
+TEST_CASE("health needs exactly one of http or tcp", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: a}]}
+pools:
+  a: {health: {http: {}, tcp: true}, servers: [127.0.0.1:9001]}
+  b: {health: {interval: 5s}, servers: [127.0.0.1:9001]}
+  c: {health: {tcp: false}, servers: [127.0.0.1:9001]}
+  d: {health: {htp: {}}, servers: [127.0.0.1:9001]}
+)") == Errors{"test.yaml:4:15: health needs exactly one of http, tcp",
+              "test.yaml:5:15: health needs exactly one of http, tcp",
+              "test.yaml:6:21: health.tcp can only be true; to turn active health checks off, "
+              "leave out health",
+              "test.yaml:7:16: unknown key 'htp' in health; did you mean 'http'?"});
+}
+
+TEST_CASE("health timing is range-checked, and the timeout fits in the interval", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: app}]}
+pools:
+  app:
+    health:
+      tcp: true
+      interval: 5ms
+      rise: 0
+      fall: 101
+      jitter: 60%
+    servers: [127.0.0.1:9001]
+  b:
+    health: {tcp: true, interval: 1s, timeout: 2s}
+    servers: [127.0.0.1:9001]
+  c:
+    health: {tcp: true, timeout: 3s, jitter: ten}
+    servers: [127.0.0.1:9001]
+  d: {health: {tcp: true, jitter: [1], timeout: 0s}, servers: [127.0.0.1:9001]}
+)") == Errors{"test.yaml:7:17: health.interval must be at least 10ms, got 5ms",
+              "test.yaml:8:13: health.rise must be between 1 and 100, got 0",
+              "test.yaml:9:13: health.fall must be between 1 and 100, got 101",
+              "test.yaml:10:15: health.jitter must be between 0% and 50%, got 60%",
+              "test.yaml:13:48: health.timeout 2s must not be longer than health.interval 1s: a "
+              "check must end before the next one starts",
+              "test.yaml:16:34: health.timeout 3s must not be longer than health.interval (2s by "
+              "default): a check must end before the next one starts",
+              "test.yaml:16:46: expected a percentage, e.g. 10%, got 'ten'",
+              "test.yaml:18:35: expected a percentage, e.g. 10%, got a list",
+              "test.yaml:18:49: health.timeout must be greater than zero"});
+}
+
+TEST_CASE("health http method, path, host, expect and body are checked", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: app}]}
+pools:
+  app:
+    health:
+      http:
+        method: "G T"
+        path: healthz
+        host: "a/b"
+        expect: 600
+        body: [ok]
+        bdy: ok
+    servers: [127.0.0.1:9001]
+  b: {health: {http: {path: "/a b", expect: 2xx, host: ""}}, servers: [127.0.0.1:9001]}
+  c: {health: {http: {expect: 399-200, method: ""}}, servers: [127.0.0.1:9001]}
+  d: {health: {http: {expect: {min: 200}}}, servers: [127.0.0.1:9001]}
+  e: {health: {http: {expect: 200-600}}, servers: [127.0.0.1:9001]}
+)") == Errors{"test.yaml:7:17: invalid health.http.method 'G T'; a method is a token, e.g. GET",
+              "test.yaml:8:15: health.http.path must start with '/', got 'healthz'",
+              "test.yaml:9:15: invalid health.http.host 'a/b': expected a host name or IP "
+              "address, optionally with a port",
+              "test.yaml:10:17: health.http.expect must be between 100 and 599, got 600",
+              "test.yaml:11:15: expected a string, got a list",
+              "test.yaml:12:9: unknown key 'bdy' in health.http; did you mean 'body'?",
+              "test.yaml:14:29: health.http.path contains '\\x20'; write it percent-encoded as "
+              "%20",
+              "test.yaml:14:45: invalid health.http.expect '2xx': expected a status code or a "
+              "range, e.g. 200 or 200-399",
+              "test.yaml:14:56: health.http.host must not be empty",
+              "test.yaml:15:31: health.http.expect range '399-200' is empty; did you mean "
+              "'200-399'?",
+              "test.yaml:15:48: health.http.method must not be empty",
+              "test.yaml:16:31: expected a status code or a range, e.g. 200 or 200-399, got a map",
+              "test.yaml:17:31: health.http.expect must be between 100 and 599, got 200-600"});
+}
+
+TEST_CASE("outlier detection values and ejection order are checked", "[config]") {
+  const std::string why = ": an ejection starts at base_ejection and doubles up to max_ejection";
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: a}]}
+pools:
+  a: {outlier: {consecutive_failures: 1001, count_5xx: maybe}, servers: [127.0.0.1:9001]}
+  b: {outlier: {base_ejection: 10s, max_ejection: 5s}, servers: [127.0.0.1:9001]}
+  c: {outlier: {base_ejection: 10m}, servers: [127.0.0.1:9001]}
+  d: {outlier: {max_ejection: 5s}, servers: [127.0.0.1:9001]}
+  e: {outlier: {base_ejection: 0s, max_ejecton: 1s}, servers: [127.0.0.1:9001]}
+)") == Errors{"test.yaml:4:39: outlier.consecutive_failures must be between 0 and 1000, got 1001",
+              "test.yaml:4:56: expected true or false, got 'maybe'",
+              "test.yaml:5:51: outlier.max_ejection 5s must not be shorter than "
+              "outlier.base_ejection 10s" +
+                  why,
+              "test.yaml:6:32: outlier.base_ejection 10m must not be longer than "
+              "outlier.max_ejection (5m by default)" +
+                  why,
+              "test.yaml:7:31: outlier.max_ejection 5s must not be shorter than "
+              "outlier.base_ejection (10s by default)" +
+                  why,
+              "test.yaml:8:32: outlier.base_ejection must be greater than zero",
+              "test.yaml:8:36: unknown key 'max_ejecton' in outlier; did you mean "
+              "'max_ejection'?"});
+}
+
+TEST_CASE("server max_connections, drain and backup are checked", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: app}]}
+pools:
+  app:
+    servers:
+      - {address: 127.0.0.1:9001, max_connections: -1, drain: maybe, backup: 1}
+      - {address: 127.0.0.1:9002, max_conections: 5}
+)") == Errors{"test.yaml:6:52: max_connections must be between 0 and 1000000, got -1",
+              "test.yaml:6:63: expected true or false, got 'maybe'",
+              "test.yaml:6:78: expected true or false, got '1'",
+              "test.yaml:7:35: unknown key 'max_conections' in server; did you mean "
+              "'max_connections'?"});
+}
+
+TEST_CASE("a pool whose servers are all backups is an error", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: app}]}
+pools:
+  app:
+    servers:
+      - {address: 127.0.0.1:9001, backup: true}
+      - {address: 127.0.0.1:9002, backup: true}
+)") == Errors{"test.yaml:6:7: every server of pool 'app' is a backup; backups are used only "
+              "while no other server is available, so at least one server must not be a backup"});
+}
+
+TEST_CASE("a route fallback is a pool or a response, only after pool or split", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes:
+  main:
+    - match: {path_prefix: /a/}
+      pool: app
+      fallback: {pool: app}
+    - match: {path_prefix: /b/}
+      respond: {status: 200}
+      fallback: {respond: {}}
+    - match: {path_prefix: /c/}
+      pool: app
+      fallback: {pool: sory}
+    - match: {path_prefix: /d/}
+      pool: app
+      fallback: {pool: sorry, respond: {}}
+    - match: {path_prefix: /e/}
+      pool: app
+      fallback: {respond: {status: 600}}
+    - match: {path_prefix: /f/}
+      pool: app
+      fallback: {}
+    - match: {path_prefix: /g/}
+      pool: app
+      fallback: {pol: sorry}
+pools:
+  app: {servers: [127.0.0.1:9001]}
+  sorry: {servers: [127.0.0.1:9002]}
+)") == Errors{"test.yaml:6:24: fallback pool 'app' is the route's own pool; name another pool",
+              "test.yaml:9:7: fallback is only allowed with pool or split",
+              "test.yaml:12:24: unknown pool 'sory'; did you mean 'sorry'?",
+              "test.yaml:15:17: fallback needs exactly one of pool, respond",
+              "test.yaml:18:36: respond.status must be between 100 and 599, got 600",
+              "test.yaml:21:17: fallback needs exactly one of pool, respond",
+              "test.yaml:24:18: unknown key 'pol' in fallback; did you mean 'pool'?"});
 }
 
 TEST_CASE("server weight, port and uniqueness are checked", "[config]") {
@@ -1141,7 +1668,16 @@ TEST_CASE("docs/configuration.md has a row for every key the loader accepts, and
       {"routes.<table>[].rewrite.path_regex.",
        "routes: {t: [{rewrite: {path_regex: {zzzzzzzz: 1}}}]}"},
       {"pools.<name>.", "pools: {p: {zzzzzzzz: 1}}"},
+      {"routes.<table>[].fallback.", "routes: {t: [{fallback: {zzzzzzzz: 1}}]}"},
       {"pools.<name>.servers[].", "pools: {p: {servers: [{zzzzzzzz: 1}]}}"},
+      {"pools.<name>.hash.", "pools: {p: {hash: {zzzzzzzz: 1}}}"},
+      {"pools.<name>.queue.", "pools: {p: {queue: {zzzzzzzz: 1}}}"},
+      {"pools.<name>.persistence.", "pools: {p: {persistence: {zzzzzzzz: 1}}}"},
+      {"pools.<name>.persistence.source.", "pools: {p: {persistence: {source: {zzzzzzzz: 1}}}}"},
+      {"pools.<name>.persistence.cookie.", "pools: {p: {persistence: {cookie: {zzzzzzzz: 1}}}}"},
+      {"pools.<name>.health.", "pools: {p: {health: {zzzzzzzz: 1}}}"},
+      {"pools.<name>.health.http.", "pools: {p: {health: {http: {zzzzzzzz: 1}}}}"},
+      {"pools.<name>.outlier.", "pools: {p: {outlier: {zzzzzzzz: 1}}}"},
       {"admin.", "admin: {zzzzzzzz: 1}"},
   };
   std::set<std::string> accepted;
