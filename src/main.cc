@@ -6,6 +6,8 @@
 
 #include "config/config_loader.h"
 #include "core/log.h"
+#include "l4/ctl/realserver.h"
+#include "proxy/admin/ctl.h"
 #include "proxy/demo.h"
 #include "proxy/server.h"
 #include "proxy/snapshot.h"
@@ -19,7 +21,11 @@ constexpr const char* kUsage =
     "  run   -c FILE        serve the configuration in FILE\n"
     "  check -c FILE        validate FILE; print file:line:column: message for each problem\n"
     "  demo  [--port N]     proxy on 127.0.0.1:N (default 8080) in front of built-in origins\n"
+    "  ctl   COMMAND        talk to a running proxy's admin API (switchyard ctl --help)\n"
     "  version              print the version\n"
+    "  realserver --mode dr|tun --vip ADDR [--dev IFACE] [--remove]\n"
+    "                       prepare this host as an L4 real server (VIP on lo, ARP\n"
+    "                       suppressed; tun: tc decap program on IFACE)\n"
     "\n"
     "options:\n"
     "  -v, --verbose        debug logging\n";
@@ -34,6 +40,10 @@ int usage_error(const char* msg) {
 int main(int argc, char** argv) {
   if (argc < 2) return usage_error("missing command");
   std::string_view command = argv[1];
+  // The admin API client has its own options.
+  if (command == "ctl") return switchyard::proxy::admin::run_ctl(argc - 2, argv + 2);
+  // Own option syntax (repeatable --vip/--dev): parsed by the L4 code.
+  if (command == "realserver") return switchyard::l4::realserver_main(argc - 2, argv + 2);
   std::string config_path;
   unsigned port = 8080;
   bool verbose = false;

@@ -177,6 +177,9 @@ struct Route {
   // instead, or answer with this response (a "sorry page"). Without it: 503.
   std::optional<std::string> fallback_pool;
   std::optional<Respond> fallback_respond;
+  // Position among all routes of the config (tables in name order, then list order), set by the
+  // loader: indexes per-route counters (proxy/stats.h).
+  std::uint32_t index = 0;
 };
 
 struct RouteTable {
@@ -191,6 +194,8 @@ struct Server {
   bool drain = false;                 // no new requests (persistent clients included); idle
                                       // keep-alive connections to it are closed
   bool backup = false;                // used only while no non-backup server is available
+  bool maintenance = false;           // taken out for maintenance: like drain (no new requests,
+                                      // idle connections closed), reported as its own state
 };
 
 // What a hashing scheduler (sh, dh, mh, lblc, lblcr) hashes.
@@ -248,6 +253,15 @@ struct Queue {
   Millis timeout{5000};    // waiting longer -> 503
 };
 
+// TLS from the proxy to a pool's servers.
+struct TlsUpstream {
+  bool verify = true;       // check the server's certificate (chain and name)
+  std::string ca;           // PEM bundle to verify against; empty = the system's trust store
+  std::string server_name;  // sent as SNI and verified; empty = the server's address (IP SAN)
+  std::string cert;         // client certificate presented to servers (optional)
+  std::string key;
+};
+
 struct Pool {
   std::string name;
   SourceMark mark;
@@ -264,16 +278,98 @@ struct Pool {
   Queue queue;
   std::optional<Millis> connect_timeout;   // overrides timeouts.upstream_connect
   std::optional<Millis> response_timeout;  // overrides timeouts.upstream_response
+  std::optional<TlsUpstream> tls;          // servers speak TLS
+};
+
+// One certificate (with its chain) and its private key, as PEM files. Paths are absolute after
+// loading (relative ones are resolved against the configuration file's directory).
+struct TlsCertificate {
+  std::string cert;
+  std::string key;
+  SourceMark mark;
+};
+
+// TLS termination on a listener. Defaults follow Mozilla's "intermediate" profile.
+struct TlsServer {
+  std::vector<TlsCertificate> certificates;  // the first is the default (no or unknown SNI);
+                                             // the others are chosen by SNI from their names
+  std::string min_version = "TLSv1.2";       // TLSv1.2 or TLSv1.3
+  std::string max_version = "TLSv1.3";
+  std::string ciphers =  // TLS 1.2 cipher list (OpenSSL syntax)
+      "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+  std::string ciphersuites =  // TLS 1.3 suites
+      "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+  std::string groups = "X25519:P-256:P-384";
+  std::vector<std::string> alpn = {"http/1.1"};
+  bool session_tickets = true;
+  Millis ticket_rotation{12 * 3600 * 1000};  // a new ticket key this often; the previous two
+                                             // keys still decrypt
+  std::uint32_t session_cache = 0;  // server-side session cache entries (OpenSSL's, shared
+                                    // by workers behind its lock); 0 = off: tickets resume
+  std::string client_ca;                     // mTLS: CA bundle (PEM) for client certificates
+  enum class Verify { kNone, kOptional, kRequired };
+  Verify verify_client = Verify::kNone;
 };
 
 struct Listener {
   std::string name;
   SocketAddress bind;
   std::string routes;  // name of the route table
+  std::optional<TlsServer> tls;
 };
 
+// The admin API (src/proxy/admin/). File paths are as written in the file; the admin server
+// resolves relative ones against the configuration file's directory.
 struct Admin {
   SocketAddress bind;
+  std::string token_file;            // "name:token" lines: read-write tokens
+  std::string read_only_token_file;  // optional: read-only tokens
+  std::optional<TlsCertificate> tls;  // HTTPS for the admin API (cert + key PEM files)
+  std::optional<SocketAddress> metrics_bind;  // /metrics without authentication, own port
+};
+
+// ---- L4 fast path (`l4:`): virtual services forwarded by the kernel (XDP), IPVS-style. ----
+
+// How a real server is reached (IPVS forwarding methods).
+enum class L4Mode {
+  kNat,  // destination address/port rewritten; the server routes replies via the director
+  kDr,   // destination MAC rewritten; the server holds the VIP (same L2 segment as the director)
+  kTun,  // IP-in-IP to the server, which decapsulates (`switchyard realserver --mode tun`)
+};
+
+struct L4Server {
+  SocketAddress address;     // DR/TUN: the port equals the VIP's (packets are not rewritten)
+  std::uint32_t weight = 1;  // 0 = quiesced: no new flows, existing flows continue
+  L4Mode mode = L4Mode::kNat;
+  SourceMark mark;
+};
+
+struct L4Service {
+  std::string name;
+  SourceMark mark;
+  SocketAddress vip;         // VIP:port
+  int protocol = 6;          // IPPROTO_TCP (6) or IPPROTO_UDP (17)
+  std::string scheduler = "rr";  // rr, wrr, sh, dh, mh, lc, wlc
+  bool hash_port = false;        // sh/mh: hash the client port too (`hash: source_port`)
+  bool reschedule_down = false;  // `on_down: reschedule`: flows of a DOWN server move at once
+                                 // (IPVS expire_nodest_conn); default `keep`
+  std::optional<HealthCheck> health;
+  std::vector<L4Server> servers;
+};
+
+struct L4 {
+  SourceMark mark;
+  std::vector<std::string> interfaces;  // where the XDP program is attached
+  enum class XdpMode { kAuto, kNative, kGeneric };
+  XdpMode xdp_mode = XdpMode::kAuto;
+  std::string pin_path = "/sys/fs/bpf/switchyard";  // bpffs directory for the flow tables
+  std::uint32_t connections = 262144;  // flow table entries (LVS: connections/s x lifetime)
+  Millis tcp_timeout{900000};          // idle established TCP flow
+  Millis tcp_fin_timeout{120000};      // after a FIN or RST from the client
+  Millis udp_timeout{300000};
+  std::vector<L4Service> services;
 };
 
 struct Config {
@@ -287,6 +383,7 @@ struct Config {
   std::map<std::string, RouteTable> routes;
   std::map<std::string, Pool> pools;
   std::optional<Admin> admin;
+  std::optional<L4> l4;  // the L4 fast path; absent = not started
 };
 
 }  // namespace switchyard::config

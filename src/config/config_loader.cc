@@ -24,8 +24,10 @@
 #include <utility>
 #include <vector>
 
+#include "l4/abi/l4_abi.h"   // map sizes that bound the l4 section
 #include "rules/rule_set.h"  // normalize_path
 #include "rules/uri_chars.h"
+#include "tls/tls_check.h"
 #include "upstream/scheduler.h"  // the scheduler registry
 
 namespace switchyard::config {
@@ -37,11 +39,19 @@ namespace {
 // allowed keys (used for "unknown key" messages) cannot drift from what is actually read.
 // Keep docs/configuration.md in step with this block; its test checks the key lists.
 
-constexpr std::string_view kTopLevelKeys[] = {"workers",  "access_log", "limits",
-                                              "timeouts", "forwarding", "listeners",
-                                              "routes",   "pools",      "admin"};
+constexpr std::string_view kTopLevelKeys[] = {"workers",    "access_log", "limits", "timeouts",
+                                              "forwarding", "listeners",  "routes", "pools",
+                                              "admin",      "l4"};
 constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
-constexpr std::string_view kListenerKeys[] = {"name", "bind", "routes"};
+constexpr std::string_view kListenerKeys[] = {"name", "bind", "routes", "tls"};
+constexpr std::string_view kRequiredListenerKeys[] = {"name", "bind", "routes"};
+constexpr std::string_view kTlsKeys[] = {
+    "certificates",    "min_version", "max_version",  "ciphers",   "ciphersuites",
+    "groups",          "alpn",        "session_tickets", "ticket_rotation", "session_cache",
+    "client_ca",       "verify_client"};
+constexpr std::string_view kTlsCertificateKeys[] = {"cert", "key"};
+constexpr std::string_view kTlsVersions[] = {"TLSv1.2", "TLSv1.3"};
+constexpr std::string_view kVerifyModes[] = {"none", "optional", "required"};
 constexpr std::string_view kRouteKeys[] = {
     "match",   "pool",   "split",           "redirect",         "respond",
     "goto",    "sticky", "request_headers", "response_headers", "rewrite",
@@ -77,9 +87,11 @@ constexpr std::string_view kPoolKeys[] = {"scheduler",        "hash",
                                           "retries",          "connect_timeout",
                                           "response_timeout", "queue",
                                           "persistence",      "health",
-                                          "outlier",          "servers"};
+                                          "outlier",          "servers",
+                                          "tls"};
+constexpr std::string_view kTlsUpstreamKeys[] = {"verify", "ca", "server_name", "cert", "key"};
 constexpr std::string_view kServerKeys[] = {"address", "weight", "max_connections", "drain",
-                                            "backup"};
+                                            "backup",  "maintenance"};
 // `hash` is one of these words or a map with one of kHashKeys.
 constexpr std::string_view kHashWords[] = {"source", "source_port", "url"};
 constexpr std::string_view kHashKeys[] = {"header", "cookie"};
@@ -94,7 +106,24 @@ constexpr std::string_view kHealthKinds[] = {"http", "tcp"};
 constexpr std::string_view kHealthHttpKeys[] = {"method", "path", "host", "expect", "body"};
 constexpr std::string_view kOutlierKeys[] = {"consecutive_failures", "count_5xx", "base_ejection",
                                              "max_ejection"};
-constexpr std::string_view kAdminKeys[] = {"bind"};
+constexpr std::string_view kAdminKeys[] = {"bind", "token_file", "read_only_token_file", "tls",
+                                           "metrics_bind"};
+constexpr std::string_view kAdminTlsKeys[] = {"cert", "key"};
+
+// l4: the kernel fast path.
+constexpr std::string_view kL4Keys[] = {"interfaces", "xdp_mode", "pin_path", "connections",
+                                        "services"};
+constexpr std::string_view kL4XdpModes[] = {"auto", "native", "generic"};
+constexpr std::string_view kL4ConnectionKeys[] = {"size", "tcp_timeout", "tcp_fin_timeout",
+                                                  "udp_timeout"};
+constexpr std::string_view kL4ServiceKeys[] = {"name", "vip",     "protocol", "scheduler", "hash",
+                                               "mode", "on_down", "health",   "servers"};
+constexpr std::string_view kL4ServerKeys[] = {"address", "weight", "mode"};
+constexpr std::string_view kL4Modes[] = {"nat", "dr", "tun"};
+// The schedulers the data path implements (src/l4/ctl/sched_rows.h turns each into a row).
+constexpr std::string_view kL4Schedulers[] = {"rr", "wrr", "lc", "wlc", "sh", "dh", "mh"};
+constexpr int kMinL4Connections = 1024;
+constexpr int kMaxL4Connections = 64 * 1024 * 1024;
 
 constexpr std::string_view kProxyOwnedHeaders[] = {"content-length", "transfer-encoding",
                                                    "connection"};
@@ -709,6 +738,9 @@ class Loader {
   void read_forwarding(const Value& v);
   void read_listeners(const Value& v);
   void read_listener(const Value& v);
+  std::optional<TlsServer> read_tls(const Value& v);
+  std::optional<TlsUpstream> read_tls_upstream(const Value& v);
+  std::string resolve_path(const std::string& path) const;
   void read_route_tables(const Value& v);
   void read_route_table(const std::string& name, const Value& v);
   std::optional<Route> read_route(const std::string& table, const Value& v,
@@ -743,6 +775,12 @@ class Loader {
   bool read_health_http(const Value& v, HealthCheck& health);
   std::optional<OutlierDetection> read_outlier(const Value& v);
   void read_admin(const Value& v);
+  void read_l4(const Value& v);
+  bool read_l4_connections(const Value& v, L4& l4);
+  std::optional<L4Mode> read_l4_mode(const Value& v);
+  std::optional<L4Service> read_l4_service(const Value& v);
+  std::optional<L4Server> read_l4_server(const Value& v, L4Mode default_mode,
+                                         const L4Service& service, bool vip_ok);
 
   void check_references();
   void check_reference(const Reference& ref, std::string_view what, std::string_view plural,
@@ -995,11 +1033,18 @@ void Loader::read_top_level(const Value& root) {
   if (const Value* v = top->get("pools")) read_pools(*v);
   if (const Value* v = top->get("listeners")) {
     read_listeners(*v);
-  } else {
+  } else if (top->get("l4") == nullptr) {
+    // A pure L4 director (only `l4:` services) needs no listener.
     error({}, "at least one listener is required");
   }
+  if (const Value* v = top->get("l4")) read_l4(*v);
   if (const Value* v = top->get("admin")) read_admin(*v);
   check_references();
+  // Every route gets its position among all routes: per-route counters are indexed by it.
+  std::uint32_t route_index = 0;
+  for (auto& [name, table] : config_.routes) {
+    for (Route& r : table.routes) r.index = route_index++;
+  }
 }
 
 void Loader::read_access_log(const Value& v) {
@@ -1079,7 +1124,7 @@ void Loader::read_listener(const Value& v) {
   if (!map) return;
   Listener listener;
   bool ok = true;
-  for (std::string_view key : kListenerKeys) ok = require(*map, key, "listener") && ok;
+  for (std::string_view key : kRequiredListenerKeys) ok = require(*map, key, "listener") && ok;
 
   if (const Value* n = map->get("name")) {
     if (auto name = read_name(*n, "listener name")) {
@@ -1121,7 +1166,236 @@ void Loader::read_listener(const Value& v) {
     }
     ok = ok && table.has_value();
   }
+  if (const Value* t = map->get("tls")) {
+    listener.tls = read_tls(*t);
+    ok = ok && listener.tls.has_value();
+  }
   if (ok) config_.listeners.push_back(std::move(listener));
+}
+
+std::optional<TlsUpstream> Loader::read_tls_upstream(const Value& v) {
+  TlsUpstream tls;
+  // `tls: true` = verify against the system's trust store, by the server's address.
+  if (v.node.IsScalar()) {
+    auto on = read_bool(v);
+    if (!on) return std::nullopt;
+    if (!*on) {
+      error(v.mark, "pool tls can only be true or a map; to talk plain HTTP, leave out tls");
+      return std::nullopt;
+    }
+    return tls;
+  }
+  auto map = open_map(v, "pool tls", kTlsUpstreamKeys);
+  if (!map) return std::nullopt;
+  bool ok = true;
+  if (const Value* b = map->get("verify")) {
+    auto on = read_bool(*b);
+    if (on) tls.verify = *on;
+    ok = ok && on.has_value();
+  }
+  if (const Value* ca = map->get("ca")) {
+    auto file = read_string(*ca);
+    if (file) {
+      tls.ca = resolve_path(*file);
+      if (std::string why = tls::check_ca_file(tls.ca); !why.empty()) {
+        error(ca->mark, why);
+        ok = false;
+      }
+    }
+    ok = ok && file.has_value();
+  }
+  if (const Value* n = map->get("server_name")) {
+    auto name = read_string(*n);
+    if (name && (name->empty() || name->find_first_of(" /:") != std::string::npos)) {
+      error(n->mark, fmt::format("invalid server_name '{}': expected a DNS name", *name));
+      name.reset();
+    }
+    if (name) tls.server_name = *name;
+    ok = ok && name.has_value();
+  }
+  const Value* cert = map->get("cert");
+  const Value* key = map->get("key");
+  if (cert || key) {
+    if (!cert || !key) {
+      error((cert ? cert : key)->mark, "pool tls needs both cert and key for a client certificate");
+      ok = false;
+    } else {
+      auto c = read_string(*cert);
+      auto k = read_string(*key);
+      if (c && k) {
+        tls.cert = resolve_path(*c);
+        tls.key = resolve_path(*k);
+        if (std::string why = tls::check_certificate_pair(tls.cert, tls.key); !why.empty()) {
+          error(cert->mark, why);
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+    }
+  }
+  if (!ok) return std::nullopt;
+  return tls;
+}
+
+std::string Loader::resolve_path(const std::string& path) const {
+  if (path.empty() || path.front() == '/') return path;
+  std::size_t slash = file_.rfind('/');
+  return slash == std::string::npos ? path : file_.substr(0, slash + 1) + path;
+}
+
+std::optional<TlsServer> Loader::read_tls(const Value& v) {
+  auto map = open_map(v, "tls", kTlsKeys);
+  if (!map) return std::nullopt;
+  TlsServer tls;
+  bool ok = require(*map, "certificates", "tls");
+  if (const Value* c = map->get("certificates")) {
+    if (!expect_list(*c)) {
+      ok = false;
+    } else if (c->node.size() == 0) {
+      error(c->mark, "tls.certificates needs at least one certificate");
+      ok = false;
+    } else {
+      for (const YAML::Node& item : c->node) {
+        const Value entry = item_of(item);
+        auto cm = open_map(entry, "certificate", kTlsCertificateKeys);
+        if (!cm) {
+          ok = false;
+          continue;
+        }
+        bool has = require(*cm, "cert", "certificate");
+        has = require(*cm, "key", "certificate") && has;
+        if (!has) {
+          ok = false;
+          continue;
+        }
+        auto cert = read_string(*cm->get("cert"));
+        auto key = read_string(*cm->get("key"));
+        if (!cert || !key) {
+          ok = false;
+          continue;
+        }
+        TlsCertificate tc{resolve_path(*cert), resolve_path(*key), entry.mark};
+        if (std::string why = tls::check_certificate_pair(tc.cert, tc.key); !why.empty()) {
+          error(entry.mark, why);
+          ok = false;
+          continue;
+        }
+        tls.certificates.push_back(std::move(tc));
+      }
+    }
+  }
+  auto read_version = [&](std::string_view key, std::string& out) {
+    const Value* val = map->get(key);
+    if (!val) return;
+    auto text = read_string(*val);
+    if (!text) {
+      ok = false;
+      return;
+    }
+    if (std::find(std::begin(kTlsVersions), std::end(kTlsVersions), *text) ==
+        std::end(kTlsVersions)) {
+      error(val->mark, fmt::format("unsupported TLS version '{}'; expected TLSv1.2 or TLSv1.3 "
+                                   "(TLS 1.0 and 1.1 are insecure and not offered)",
+                                   *text));
+      ok = false;
+      return;
+    }
+    out = *text;
+  };
+  read_version("min_version", tls.min_version);
+  read_version("max_version", tls.max_version);
+  if (tls.min_version > tls.max_version) {
+    error(map->get("min_version") ? map->get("min_version")->mark : v.mark,
+          fmt::format("tls.min_version {} is above tls.max_version {}", tls.min_version,
+                      tls.max_version));
+    ok = false;
+  }
+  auto read_openssl = [&](std::string_view key, std::string& out,
+                          std::string (*check)(const std::string&)) {
+    const Value* val = map->get(key);
+    if (!val) return;
+    auto text = read_string(*val);
+    if (!text) {
+      ok = false;
+      return;
+    }
+    if (std::string why = check(*text); !why.empty()) {
+      error(val->mark, fmt::format("OpenSSL rejects tls.{} '{}': {}", key, *text, why));
+      ok = false;
+      return;
+    }
+    out = *text;
+  };
+  read_openssl("ciphers", tls.ciphers, &tls::check_cipher_list);
+  read_openssl("ciphersuites", tls.ciphersuites, &tls::check_ciphersuites);
+  read_openssl("groups", tls.groups, &tls::check_groups);
+  if (const Value* a = map->get("alpn")) {
+    auto items = read_strings(*a, "tls.alpn");
+    if (!items) {
+      ok = false;
+    } else {
+      tls.alpn.clear();
+      for (const Item& it : *items) {
+        if (it.text != "http/1.1" && it.text != "http/1.0") {
+          error(it.mark, fmt::format("unsupported ALPN protocol '{}'; this build speaks http/1.1 "
+                                     "and http/1.0",
+                                     it.text));
+          ok = false;
+        }
+        tls.alpn.push_back(it.text);
+      }
+    }
+  }
+  if (const Value* b = map->get("session_tickets")) {
+    auto on = read_bool(*b);
+    if (on) tls.session_tickets = *on;
+    ok = ok && on.has_value();
+  }
+  if (const Value* d = map->get("ticket_rotation")) {
+    auto r = read_duration(*d, "tls.ticket_rotation", Millis(60 * 1000),
+                           Millis(7ll * 24 * 3600 * 1000));
+    if (r) tls.ticket_rotation = *r;
+    ok = ok && r.has_value();
+  }
+  if (const Value* n = map->get("session_cache")) {
+    auto size = read_int(*n, "tls.session_cache", 0, 10000000);
+    if (size) tls.session_cache = static_cast<std::uint32_t>(*size);
+    ok = ok && size.has_value();
+  }
+  if (const Value* ca = map->get("client_ca")) {
+    auto file = read_string(*ca);
+    if (file) {
+      tls.client_ca = resolve_path(*file);
+      if (std::string why = tls::check_ca_file(tls.client_ca); !why.empty()) {
+        error(ca->mark, why);
+        ok = false;
+      }
+    }
+    ok = ok && file.has_value();
+  }
+  if (const Value* m = map->get("verify_client")) {
+    auto text = read_string(*m);
+    if (text) {
+      auto it = std::find(std::begin(kVerifyModes), std::end(kVerifyModes), *text);
+      if (it == std::end(kVerifyModes)) {
+        error(m->mark, fmt::format("unknown verify_client '{}'; expected none, optional or "
+                                   "required",
+                                   *text));
+        ok = false;
+      } else {
+        tls.verify_client = static_cast<TlsServer::Verify>(it - std::begin(kVerifyModes));
+      }
+    }
+    ok = ok && text.has_value();
+  }
+  if (tls.verify_client != TlsServer::Verify::kNone && tls.client_ca.empty() && ok) {
+    error(map->get("verify_client")->mark,
+          "verify_client needs client_ca: the CAs that client certificates must chain to");
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return tls;
 }
 
 void Loader::read_route_tables(const Value& v) {
@@ -2034,6 +2308,10 @@ void Loader::read_pool(const std::string& name, SourceMark mark, const Value& v)
       ok = ok && servers_ok;
     }
   }
+  if (const Value* t = map->get("tls")) {
+    pool.tls = read_tls_upstream(*t);
+    ok = ok && pool.tls.has_value();
+  }
   if (ok) config_.pools.emplace(name, std::move(pool));
 }
 
@@ -2058,7 +2336,8 @@ std::optional<Server> Loader::read_server(const Value& v) {
       ok = ok && n.has_value();
     }
     for (auto [key, member] :
-         {std::pair{"drain", &Server::drain}, std::pair{"backup", &Server::backup}}) {
+         {std::pair{"drain", &Server::drain}, std::pair{"backup", &Server::backup},
+          std::pair{"maintenance", &Server::maintenance}}) {
       if (const Value* b = map->get(key)) {
         auto flag = read_bool(*b);
         if (flag) server.*member = *flag;
@@ -2407,18 +2686,400 @@ std::optional<OutlierDetection> Loader::read_outlier(const Value& v) {
 void Loader::read_admin(const Value& v) {
   auto map = open_map(v, "admin", kAdminKeys);
   if (!map) return;
-  if (!require(*map, "bind", "admin")) return;
-  const Value* b = map->get("bind");
-  auto address = read_address(*b);
-  if (!address) return;
-  if (auto key = bind_key(*address)) {
-    if (auto prev = binds_.find(*key); prev != binds_.end()) {
-      error(b->mark, fmt::format("duplicate bind {}; already used by {} at line {}", address->text,
-                                 prev->second.owner, prev->second.line));
-      return;
+  bool ok = require(*map, "bind", "admin");
+  ok = require(*map, "token_file", "admin") && ok;
+  Admin admin;
+  // Both addresses must differ from every listener's and from each other.
+  auto read_bind = [&](const Value& b, std::string_view owner) -> std::optional<SocketAddress> {
+    auto address = read_address(b);
+    if (!address) return std::nullopt;
+    if (auto key = bind_key(*address)) {
+      auto [prev, inserted] = binds_.emplace(*key, BindUse{std::string(owner), b.mark.line});
+      if (!inserted) {
+        error(b.mark, fmt::format("duplicate bind {}; already used by {} at line {}",
+                                  address->text, prev->second.owner, prev->second.line));
+        return std::nullopt;
+      }
+    }
+    return address;
+  };
+  if (const Value* b = map->get("bind")) {
+    auto address = read_bind(*b, "admin");
+    if (address) admin.bind = std::move(*address);
+    ok = ok && address.has_value();
+  }
+  if (const Value* b = map->get("metrics_bind")) {
+    auto address = read_bind(*b, "admin.metrics_bind");
+    if (address) admin.metrics_bind = std::move(*address);
+    ok = ok && address.has_value();
+  }
+  for (auto [key, member] : {std::pair{"token_file", &Admin::token_file},
+                             std::pair{"read_only_token_file", &Admin::read_only_token_file}}) {
+    if (const Value* f = map->get(key)) {
+      auto file = read_name(*f, fmt::format("admin.{}", key));
+      if (file) admin.*member = resolve_path(*file);
+      ok = ok && file.has_value();
     }
   }
-  config_.admin = Admin{std::move(*address)};
+  if (const Value* t = map->get("tls")) {
+    auto tls = open_map(*t, "admin.tls", kAdminTlsKeys);
+    bool has = tls && require(*tls, "cert", "admin.tls");
+    has = tls && require(*tls, "key", "admin.tls") && has;
+    std::optional<std::string> cert, key;
+    if (has) {
+      cert = read_name(*tls->get("cert"), "admin.tls.cert");
+      key = read_name(*tls->get("key"), "admin.tls.key");
+    }
+    if (cert && key) {
+      TlsCertificate tc{resolve_path(*cert), resolve_path(*key), t->mark};
+      if (std::string why = tls::check_certificate_pair(tc.cert, tc.key); !why.empty()) {
+        error(t->mark, why);
+        ok = false;
+      } else {
+        admin.tls = std::move(tc);
+      }
+    } else {
+      ok = false;
+    }
+  }
+  if (ok) config_.admin = std::move(admin);
+}
+
+// ---------------------------------------------------------------------------------------------
+// l4: the kernel fast path (src/l4/). Limits come from the BPF map sizes in l4/abi/l4_abi.h.
+
+void Loader::read_l4(const Value& v) {
+  auto map = open_map(v, "l4", kL4Keys);
+  if (!map) return;
+  L4 l4;
+  l4.mark = v.mark;
+  bool ok = map->fields.size() == v.node.size();  // false: open_map reported a key
+  if (const Value* i = map->get("interfaces")) {
+    auto names = read_strings(*i, "l4.interfaces");
+    if (names) {
+      std::map<std::string, int> seen;  // name -> line
+      for (const Item& name : *names) {
+        // IFNAMSIZ is 16 with the terminating NUL; '/' and blanks cannot appear in a name.
+        const bool valid = !name.text.empty() && name.text.size() <= 15 &&
+                           name.text.find_first_of("/ \t:") == std::string::npos;
+        if (!valid) {
+          error(name.mark, fmt::format("invalid interface name '{}': expected 1 to 15 characters "
+                                       "without '/', ':' or blanks",
+                                       name.text));
+          ok = false;
+        } else if (auto [prev, inserted] = seen.emplace(name.text, name.mark.line); !inserted) {
+          error(name.mark, fmt::format("duplicate interface '{}'; first listed at line {}",
+                                       name.text, prev->second));
+          ok = false;
+        } else {
+          l4.interfaces.push_back(name.text);
+        }
+      }
+    }
+    ok = ok && names.has_value();
+  }
+  if (const Value* m = map->get("xdp_mode")) {
+    auto text = read_string(*m);
+    if (text) {
+      if (*text == "auto") {
+        l4.xdp_mode = L4::XdpMode::kAuto;
+      } else if (*text == "native") {
+        l4.xdp_mode = L4::XdpMode::kNative;
+      } else if (*text == "generic") {
+        l4.xdp_mode = L4::XdpMode::kGeneric;
+      } else {
+        error(m->mark,
+              fmt::format("unknown xdp_mode '{}'; expected one of: {}", *text, join(kL4XdpModes)));
+        text.reset();
+      }
+    }
+    ok = ok && text.has_value();
+  }
+  if (const Value* p = map->get("pin_path")) {
+    auto path = read_name(*p, "l4.pin_path");
+    if (path && path->front() != '/') {
+      error(p->mark, fmt::format("l4.pin_path must be an absolute path (a directory on bpffs, "
+                                 "e.g. /sys/fs/bpf/switchyard), got '{}'",
+                                 *path));
+      path.reset();
+    }
+    if (path) l4.pin_path = std::move(*path);
+    ok = ok && path.has_value();
+  }
+  if (const Value* c = map->get("connections")) ok = read_l4_connections(*c, l4) && ok;
+  if (const Value* s = map->get("services")) {
+    if (!expect_list(*s)) {
+      ok = false;
+    } else if (s->node.size() > L4_MAX_SERVICES) {
+      error(s->mark, fmt::format("l4 has {} services; at most {} are supported", s->node.size(),
+                                 L4_MAX_SERVICES));
+      ok = false;
+    } else {
+      std::map<std::string, int> names;  // name -> line
+      std::map<std::string, int> vips;   // "vip/proto" -> line
+      std::size_t reals = 0;
+      for (const YAML::Node& item : s->node) {
+        const Value service_value = item_of(item);
+        auto service = read_l4_service(service_value);
+        if (!service) {
+          ok = false;
+          continue;
+        }
+        if (auto [prev, inserted] = names.emplace(service->name, service->mark.line); !inserted) {
+          error(service->mark, fmt::format("duplicate l4 service '{}'; first defined at line {}",
+                                           service->name, prev->second));
+          ok = false;
+          continue;
+        }
+        const std::string vip_key = fmt::format(
+            "{}/{}", bind_key(service->vip).value_or(service->vip.text), service->protocol);
+        if (auto [prev, inserted] = vips.emplace(vip_key, service->mark.line); !inserted) {
+          error(service->mark,
+                fmt::format("l4 service '{}' repeats {} {} of the service at line {}",
+                            service->name, service->protocol == IPPROTO_UDP ? "udp" : "tcp",
+                            service->vip.text, prev->second));
+          ok = false;
+          continue;
+        }
+        reals += service->servers.size();
+        l4.services.push_back(std::move(*service));
+      }
+      if (reals > L4_MAX_REALS) {
+        error(s->mark, fmt::format("l4 services have {} servers together; at most {} are "
+                                   "supported",
+                                   reals, L4_MAX_REALS));
+        ok = false;
+      }
+    }
+  }
+  if (ok && !l4.services.empty() && l4.interfaces.empty()) {
+    error(v.mark,
+          "l4 has services but no interfaces: list where the XDP program is attached, "
+          "e.g. interfaces: [eth0]");
+    ok = false;
+  }
+  if (ok) config_.l4 = std::move(l4);
+}
+
+bool Loader::read_l4_connections(const Value& v, L4& l4) {
+  auto map = open_map(v, "l4.connections", kL4ConnectionKeys);
+  if (!map) return false;
+  bool ok = map->fields.size() == v.node.size();
+  if (const Value* s = map->get("size")) {
+    auto n = read_int(*s, "l4.connections.size", kMinL4Connections, kMaxL4Connections);
+    if (n) l4.connections = static_cast<std::uint32_t>(*n);
+    ok = ok && n.has_value();
+  }
+  for (auto [key, member] : {std::pair{"tcp_timeout", &L4::tcp_timeout},
+                             std::pair{"tcp_fin_timeout", &L4::tcp_fin_timeout},
+                             std::pair{"udp_timeout", &L4::udp_timeout}}) {
+    if (const Value* t = map->get(key)) {
+      // Flow entries are refreshed once a second, so shorter timeouts would not be honoured.
+      auto d = read_duration(*t, fmt::format("l4.connections.{}", key), Millis(1000), kMaxTimeout);
+      if (d) l4.*member = *d;
+      ok = ok && d.has_value();
+    }
+  }
+  return ok;
+}
+
+std::optional<L4Mode> Loader::read_l4_mode(const Value& v) {
+  auto text = read_string(v);
+  if (!text) return std::nullopt;
+  if (*text == "nat") return L4Mode::kNat;
+  if (*text == "dr") return L4Mode::kDr;
+  if (*text == "tun") return L4Mode::kTun;
+  if (auto suggestion = closest(lower(*text), kL4Modes)) {
+    error(v.mark, fmt::format("unknown l4 mode '{}'; did you mean '{}'?", *text, *suggestion));
+  } else {
+    error(v.mark, fmt::format("unknown l4 mode '{}'; expected one of: {}", *text, join(kL4Modes)));
+  }
+  return std::nullopt;
+}
+
+std::optional<L4Service> Loader::read_l4_service(const Value& v) {
+  auto map = open_map(v, "l4 service", kL4ServiceKeys);
+  if (!map) return std::nullopt;
+  L4Service service;
+  service.mark = v.mark;
+  bool ok = map->fields.size() == v.node.size();
+  ok = require(*map, "name", "l4 service") && ok;
+  ok = require(*map, "vip", "l4 service") && ok;
+  ok = require(*map, "servers", "l4 service") && ok;
+  if (const Value* n = map->get("name")) {
+    auto name = read_name(*n, "l4 service name");
+    if (name) service.name = std::move(*name);
+    ok = ok && name.has_value();
+  }
+  bool vip_ok = false;
+  if (const Value* a = map->get("vip")) {
+    auto vip = read_address(*a);
+    if (vip && port_of(*vip) == 0) {
+      error(a->mark, fmt::format("invalid vip '{}': a virtual service needs a port other than 0",
+                                 vip->text));
+      vip.reset();
+    }
+    if (vip) service.vip = std::move(*vip);
+    vip_ok = vip.has_value();
+    ok = ok && vip_ok;
+  }
+  if (const Value* p = map->get("protocol")) {
+    auto text = read_string(*p);
+    if (text && *text == "tcp") {
+      service.protocol = IPPROTO_TCP;
+    } else if (text && *text == "udp") {
+      service.protocol = IPPROTO_UDP;
+    } else if (text) {
+      error(p->mark, fmt::format("unknown protocol '{}'; expected tcp or udp", *text));
+      text.reset();
+    }
+    ok = ok && text.has_value();
+  }
+  if (const Value* s = map->get("scheduler")) {
+    auto text = read_string(*s);
+    if (text && !contains(kL4Schedulers, *text)) {
+      if (auto suggestion = closest(lower(*text), kL4Schedulers)) {
+        error(s->mark,
+              fmt::format("unsupported l4 scheduler '{}'; did you mean '{}'?", *text, *suggestion));
+      } else {
+        error(s->mark, fmt::format("unsupported l4 scheduler '{}'; the L4 fast path supports: {}",
+                                   *text, join(kL4Schedulers)));
+      }
+      text.reset();
+    }
+    if (text) service.scheduler = std::move(*text);
+    ok = ok && text.has_value();
+  }
+  if (const Field* h = map->field("hash")) {
+    auto text = read_string(h->value);
+    if (text && service.scheduler != "sh" && service.scheduler != "mh") {
+      error(h->key_mark, fmt::format("hash is only allowed with the sh and mh schedulers; '{}' "
+                                     "does not hash the client",
+                                     service.scheduler));
+      text.reset();
+    } else if (text && *text != "source" && *text != "source_port") {
+      error(h->value.mark,
+            fmt::format("unknown l4 hash '{}'; expected source or source_port", *text));
+      text.reset();
+    }
+    if (text) service.hash_port = *text == "source_port";
+    ok = ok && text.has_value();
+  }
+  if (const Value* d = map->get("on_down")) {
+    auto text = read_string(*d);
+    if (text && *text != "keep" && *text != "reschedule") {
+      error(d->mark, fmt::format("unknown on_down '{}'; expected keep (flows of a DOWN server "
+                                 "continue) or reschedule (they move to another server)",
+                                 *text));
+      text.reset();
+    }
+    if (text) service.reschedule_down = *text == "reschedule";
+    ok = ok && text.has_value();
+  }
+  std::optional<L4Mode> default_mode = L4Mode::kNat;
+  if (const Value* m = map->get("mode")) {
+    default_mode = read_l4_mode(*m);
+    ok = ok && default_mode.has_value();
+  }
+  if (const Value* h = map->get("health")) {
+    service.health = read_health(*h);
+    ok = ok && service.health.has_value();
+  }
+  if (const Value* s = map->get("servers"); s && default_mode) {
+    if (!expect_list(*s)) {
+      ok = false;
+    } else if (s->node.size() == 0) {
+      error(s->mark, fmt::format("l4 service '{}' needs at least one server", service.name));
+      ok = false;
+    } else {
+      std::map<std::string, int> seen;  // address -> line
+      for (const YAML::Node& item : s->node) {
+        const Value server_value = item_of(item);
+        auto server = read_l4_server(server_value, *default_mode, service, vip_ok);
+        if (!server) {
+          ok = false;
+          continue;
+        }
+        const std::string key = bind_key(server->address).value_or(server->address.text);
+        if (auto [prev, inserted] = seen.emplace(key, server_value.mark.line); !inserted) {
+          error(server_value.mark,
+                fmt::format("duplicate server {} in l4 service '{}'; first listed at line {}",
+                            server->address.text, service.name, prev->second));
+          ok = false;
+          continue;
+        }
+        service.servers.push_back(std::move(*server));
+      }
+    }
+  }
+  if (!ok) return std::nullopt;
+  return service;
+}
+
+std::optional<L4Server> Loader::read_l4_server(const Value& v, L4Mode default_mode,
+                                               const L4Service& service, bool vip_ok) {
+  L4Server server;
+  server.mode = default_mode;
+  server.mark = v.mark;
+  std::optional<SocketAddress> address;
+  Value address_value = v;
+  if (v.node.IsScalar()) {
+    address = read_address(v);
+  } else if (v.node.IsMap()) {
+    auto map = open_map(v, "l4 server", kL4ServerKeys);
+    if (!map) return std::nullopt;
+    bool ok = map->fields.size() == v.node.size();
+    ok = require(*map, "address", "l4 server") && ok;
+    if (const Value* w = map->get("weight")) {
+      auto n = read_int(*w, "weight", kMinWeight, kMaxWeight);
+      if (n) server.weight = static_cast<std::uint32_t>(*n);
+      ok = ok && n.has_value();
+    }
+    if (const Value* m = map->get("mode")) {
+      auto mode = read_l4_mode(*m);
+      if (mode) server.mode = *mode;
+      ok = ok && mode.has_value();
+    }
+    if (const Value* a = map->get("address")) {
+      address_value = *a;
+      address = read_address(*a);
+    }
+    if (!ok) return std::nullopt;
+  } else {
+    error(v.mark, fmt::format("expected a server address or a map with 'address', got {}",
+                              kind_of(v.node)));
+    return std::nullopt;
+  }
+  if (!address) return std::nullopt;
+  if (port_of(*address) == 0) {
+    error(address_value.mark,
+          fmt::format("invalid address '{}': a server needs a port other than 0", address->text));
+    return std::nullopt;
+  }
+  if (vip_ok) {
+    const char* mode = server.mode == L4Mode::kNat  ? "nat"
+                       : server.mode == L4Mode::kDr ? "dr"
+                                                    : "tun";
+    // NAT rewrites addresses within one family; DR only changes the MAC, so the packet's own
+    // addresses must be routable to the server. TUN carries either family in either.
+    if (server.mode != L4Mode::kTun && address->family() != service.vip.family()) {
+      error(address_value.mark,
+            fmt::format("{} server {} and vip {} are of different address families; only tun "
+                        "mode can carry IPv4 in IPv6 or IPv6 in IPv4",
+                        mode, address->text, service.vip.text));
+      return std::nullopt;
+    }
+    // DR and TUN deliver the client's packet unchanged, so the server sees the VIP's port.
+    if (server.mode != L4Mode::kNat && port_of(*address) != port_of(service.vip)) {
+      error(address_value.mark,
+            fmt::format("{} server {} must use the vip's port {}: {} mode does not rewrite the "
+                        "packet (only nat mode can change the port)",
+                        mode, address->text, port_of(service.vip), mode));
+      return std::nullopt;
+    }
+  }
+  server.address = std::move(*address);
+  return server;
 }
 
 void Loader::check_references() {

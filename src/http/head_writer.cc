@@ -86,12 +86,17 @@ void write_upstream_request(const char* base, const Head& request, const Request
       continue;
     }
     if (fwd.x_forwarded_proto && iequals(name, "x-forwarded-proto")) continue;  // ours is the truth
+    if (fwd.drop_client_cert_fields &&
+        (iequals(name, "x-client-verify") || iequals(name, "x-client-cert-subject"))) {
+      continue;
+    }
     append_header(out, name, value);
   }
   if (!has_host && !fwd.default_host.empty()) append_header(out, "Host", fwd.default_host);
   if (fwd.x_forwarded_for && !xff_done) append_header(out, "X-Forwarded-For", fwd.client_ip);
   if (fwd.x_forwarded_proto) append_header(out, "X-Forwarded-Proto", fwd.proto);
   append_edits(fwd.edits, out);
+  out.append(fwd.extra_fields);
   if (fwd.via) {
     out.append("Via: ")
         .append(request.version_minor == 0 ? "1.0" : "1.1")

@@ -22,6 +22,10 @@ struct RequestForwarding {
   bool via = true;
   std::string_view target;                     // request-target to send; empty = the client's
   const config::HeaderEdits* edits = nullptr;  // route's request header edits, if any
+  std::string_view extra_fields;  // complete "Name: value\r\n" lines to add
+  // TLS listeners: drop X-Client-Verify / X-Client-Cert-Subject sent by the client, so that only
+  // the proxy's own (in extra_fields) reach the server.
+  bool drop_client_cert_fields = false;
 };
 
 // The request head to send upstream: always HTTP/1.1, keep-alive, body framing untouched.

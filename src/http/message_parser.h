@@ -45,6 +45,65 @@ struct Head {
   bool no_body = false;         // HEAD response, 1xx/204/304, or a request without body
 };
 
+// A strict reading of a chunked body (RFC 9112 §7.1), byte by byte, as Switchyard's policy has
+// it (docs/http-policy.md): hex size without sign, prefix or spaces; extensions `;name[=token or
+// quoted-string]` without whitespace, at most kMaxLine bytes per size line; every line ending in
+// CRLF; trailer fields with token names and visible values (no obs-fold), at most
+// `max_trailer_fields` of them and kMaxTrailerBytes in all.
+//
+// MessageParser runs it over exactly the bytes llhttp consumed as a chunked body and requires both
+// to agree on where the body ends: a chunked body is forwarded as it came, so a leniency of llhttp
+// (8.1.0 takes "0\r\r\n" for a last chunk, and "\r" plus any byte for the final CRLF) would let
+// the next hop read a different message. Usable on its own; no I/O, no allocation.
+class ChunkedChecker {
+ public:
+  static constexpr std::size_t kMaxLine = 4096;
+  static constexpr std::size_t kMaxTrailerBytes = 64 * 1024;
+
+  void start(std::uint32_t max_trailer_fields);
+  // Checks the next `len` bytes of the body. False at the first byte that breaks the grammar or a
+  // limit, and from then on; error() says why.
+  bool feed(const char* data, std::size_t len);
+  // The last chunk and the trailer section have been read completely.
+  bool done() const { return state_ == State::kDone; }
+  const char* error() const { return error_; }
+  std::uint64_t data_bytes() const { return data_bytes_; }
+
+ private:
+  enum class State : std::uint8_t {
+    kSize,
+    kExtName0,
+    kExtName,
+    kExtValue0,
+    kExtToken,
+    kExtQuoted,
+    kExtQuotedPair,
+    kExtQuoteEnd,
+    kSizeLF,
+    kData,
+    kDataCR,
+    kDataLF,
+    kTrailerStart,
+    kTrailerName,
+    kTrailerValue,
+    kTrailerLF,
+    kEndLF,
+    kDone,
+    kError
+  };
+  bool fail(const char* why);
+
+  State state_ = State::kSize;
+  bool digits_ = false;
+  std::uint64_t size_ = 0;  // of the chunk being read; then what is left of its data
+  std::uint64_t data_bytes_ = 0;
+  std::size_t line_ = 0;  // bytes of the current size line
+  std::size_t trailer_bytes_ = 0;
+  std::uint32_t trailer_fields_ = 0;
+  std::uint32_t max_trailer_fields_ = 0;
+  const char* error_ = nullptr;
+};
+
 class MessageParser {
  public:
   enum class Kind { kRequest, kResponse };
@@ -101,6 +160,7 @@ class MessageParser {
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, std::size_t len);
   static int on_message_complete(llhttp_t* p);
+  int check_framing();
 
   void extend(Span& span, const char* at, std::size_t len);
 
@@ -117,7 +177,14 @@ class MessageParser {
   Pause pause_ = Pause::kNone;  // why llhttp_execute last returned HPE_PAUSED
   bool in_head_ = true;
   bool too_many_headers_ = false;
-  bool bad_field_name_ = false;
+  // Why the wrapper refused input llhttp let through (see docs/http-policy.md); sticky: once set,
+  // parse() keeps returning kError until reset().
+  const char* error_ = nullptr;
+  bool at_message_start_ = true;  // the next byte parsed starts a message
+  bool in_body_ = false;          // between kHeadComplete and kMessageComplete
+  bool check_chunks_ = false;     // the current body is chunked: chunks_ checks it
+  std::uint32_t head_start_ = 0;  // offset of the current head's first byte from base_
+  ChunkedChecker chunks_;
   bool request_was_head_ = false;
   std::uint64_t body_bytes_ = 0;
   BodySink body_sink_ = nullptr;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -112,7 +113,21 @@ std::string AccessLogWriter::open(const config::AccessLog& cfg) {
   fd_ = ::open(cfg.path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd_ < 0) return fmt::format("cannot open access log {}: {}", cfg.path, std::strerror(errno));
   own_fd_ = true;
+  path_ = cfg.path;
   return {};
+}
+
+void AccessLogWriter::reopen_now() {
+  if (!own_fd_) return;
+  int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    // Keep writing to the old file rather than losing lines.
+    spdlog::error("cannot reopen access log {}: {}", path_, std::strerror(errno));
+    return;
+  }
+  ::close(fd_);
+  fd_ = fd;
+  spdlog::info("access log {} reopened", path_);
 }
 
 void AccessLogWriter::start(std::vector<AccessLogQueue*> queues) {
@@ -120,6 +135,10 @@ void AccessLogWriter::start(std::vector<AccessLogQueue*> queues) {
   queues_ = std::move(queues);
   thread_ = std::thread([this] {
     while (!stop_.load(std::memory_order_acquire)) {
+      if (reopen_.exchange(false, std::memory_order_acq_rel)) {
+        for (AccessLogQueue* q : queues_) q->drain_to(fd_);  // lines so far: the old file
+        reopen_now();
+      }
       for (AccessLogQueue* q : queues_) q->drain_to(fd_);
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }

@@ -56,6 +56,9 @@ class AccessLogWriter {
   // Opens the configured path ("-" = stdout). Returns an error message, empty on success.
   std::string open(const config::AccessLog& cfg);
   void start(std::vector<AccessLogQueue*> queues);
+  // Any thread (SIGUSR1, for log rotation): the writer thread closes the file and opens the
+  // configured path again before its next write. No effect on standard output.
+  void reopen() { reopen_.store(true, std::memory_order_release); }
   // Drains what is left and joins the thread.
   void stop();
   ~AccessLogWriter();
@@ -63,6 +66,9 @@ class AccessLogWriter {
  private:
   int fd_ = -1;
   bool own_fd_ = false;
+  std::string path_;
+  std::atomic<bool> reopen_{false};
+  void reopen_now();
   std::vector<AccessLogQueue*> queues_;
   std::atomic<bool> stop_{false};
   std::thread thread_;

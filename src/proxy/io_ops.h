@@ -58,6 +58,8 @@ class SendOp final : public IoOp {
     total_ += len;
   }
   std::size_t total() const { return total_; }
+  const iovec* iov() const { return iov_; }
+  int iovcnt() const { return iovcnt_; }
   void submit(Worker& w, int fd);
   bool in_flight() const { return in_flight_; }
   void complete(int res, std::uint32_t flags) override;

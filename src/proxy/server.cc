@@ -10,13 +10,17 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstring>
 #include <future>
 #include <thread>
 #include <vector>
 
 #include "config/config_loader.h"
+#include "l4/ctl/runtime.h"
 #include "proxy/access_log.h"
+#include "proxy/admin/admin_server.h"
+#include "proxy/control_plane.h"
 #include "proxy/worker.h"
 #include "upstream/health_checker.h"
 
@@ -127,7 +131,16 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   std::shared_ptr<const config::Config> config = snapshot->config;
   unsigned workers = config->workers;
   if (workers == 0) workers = std::max(1u, std::thread::hardware_concurrency());
-  snapshot = attach_pool_states(*snapshot, workers, nullptr);
+  // Ticket keys outlive every snapshot: a reload must not invalidate clients' tickets.
+  auto ticket_keys = std::make_shared<tls::TicketKeys>();
+  {
+    std::string err;
+    snapshot = prepare_snapshot(*snapshot, workers, nullptr, ticket_keys, err);
+    if (!snapshot) {
+      spdlog::error("{}", err);
+      return 1;
+    }
+  }
 
   // listen_fds[w][l]: worker w's socket for listener l.
   std::vector<std::vector<int>> listen_fds;
@@ -146,6 +159,7 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   sigaddset(&blocked, SIGINT);
   sigaddset(&blocked, SIGTERM);
   sigaddset(&blocked, SIGHUP);
+  sigaddset(&blocked, SIGUSR1);
   sigaddset(&blocked, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &blocked, &previous);
 
@@ -174,6 +188,7 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   sigaddset(&unblock, SIGINT);
   sigaddset(&unblock, SIGTERM);
   sigaddset(&unblock, SIGHUP);
+  sigaddset(&unblock, SIGUSR1);
   pthread_sigmask(SIG_UNBLOCK, &unblock, nullptr);
 
   int exit_code = 0;
@@ -188,58 +203,105 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   boost::asio::io_context io;
   // Active health checks run here, on the control-plane thread; workers read the results.
   upstream::HealthChecker health(io);
-  health.update(health_targets(*snapshot));
+  // The L4 fast path (src/l4/) runs when the configuration has `l4` services; the same checker
+  // checks their real servers. Destroyed before `io`: detaches XDP, keeps the pinned flows.
+  l4::Runtime l4_runtime(io);
+  if (exit_code == 0) {
+    if (std::string err = l4_runtime.apply(config); !err.empty()) {
+      spdlog::error("{}", err);
+      exit_code = 1;
+    }
+  }
+  auto all_health_targets = [&] {
+    std::vector<upstream::HealthChecker::Target> targets = health_targets(*snapshot);
+    for (auto& t : l4_runtime.health_targets()) targets.push_back(std::move(t));
+    return targets;
+  };
+  health.update(all_health_targets());
 
-  // SIGHUP: read the file again; publish it only if it is entirely valid.
-  auto reload = [&] {
-    if (config_path.empty()) {
-      spdlog::warn("SIGHUP: no configuration file to reload (demo mode)");
-      return;
+  // Session-ticket keys rotate on the shortest schedule any TLS listener asks for.
+  boost::asio::steady_timer ticket_timer(io);
+  std::function<void()> schedule_rotation = [&] {
+    config::Millis every{0};
+    for (const config::Listener& l : config->listeners) {
+      if (!l.tls || !l.tls->session_tickets) continue;
+      every = every.count() ? std::min(every, l.tls->ticket_rotation) : l.tls->ticket_rotation;
     }
-    spdlog::info("SIGHUP: reloading {}", config_path);
-    config::LoadResult loaded = config::load_file(config_path);
-    if (!loaded.ok()) {
-      for (const auto& d : loaded.diagnostics) spdlog::error("{}", d.to_string());
-      spdlog::error("reload refused: {} error(s); still serving the previous configuration",
-                    loaded.diagnostics.size());
-      return;
-    }
-    std::string err;
-    std::shared_ptr<const Snapshot> next = make_snapshot(loaded.config, err);
-    if (!next) {
-      spdlog::error("reload refused: {}; still serving the previous configuration", err);
-      return;
-    }
-    if (loaded.config->workers != config->workers) {
+    bool rotate = every.count() > 0;
+    if (!rotate) every = std::chrono::minutes(1);  // look again: a reload may add TLS
+    ticket_timer.expires_after(every);
+    ticket_timer.async_wait([&, rotate](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (rotate) {
+        ticket_keys->rotate();
+        spdlog::info("TLS session ticket keys rotated");
+      }
+      schedule_rotation();
+    });
+  };
+  schedule_rotation();
+
+  // Publishing a validated configuration: compiled, prepared (pool states, TLS contexts,
+  // statistics), new listeners opened, every worker switched, health checks updated. Null and
+  // `err` set (nothing changed) on failure. SIGHUP reloads and the admin API's runtime changes
+  // both come through here, by way of the ControlPlane.
+  auto publish = [&](std::shared_ptr<const config::Config> next_config,
+                     std::string& err) -> std::shared_ptr<const Snapshot> {
+    std::shared_ptr<const Snapshot> next = make_snapshot(next_config, err);
+    if (!next) return nullptr;
+    next = prepare_snapshot(*next, workers, snapshot.get(), ticket_keys, err);
+    if (!next) return nullptr;
+    if (next_config->workers != config->workers) {
       spdlog::warn("reload: `workers` changes only at restart; keeping {} workers", workers);
     }
     std::vector<std::vector<int>> fds;
-    if (!open_listeners(*loaded.config, workers, config->listeners, fds)) {
-      spdlog::error(
-          "reload refused: a listener could not be opened; still serving the previous "
-          "configuration");
-      return;
+    if (!open_listeners(*next_config, workers, config->listeners, fds)) {
+      err = "a listener could not be opened";
+      return nullptr;
     }
-    next = attach_pool_states(*next, workers, snapshot.get());
     for (unsigned w = 0; w < workers; ++w) pool[w]->publish(next, std::move(fds[w]));
     snapshot = next;
-    config = loaded.config;
-    health.update(health_targets(*snapshot));
-    spdlog::info("configuration reloaded from {}", config_path);
+    config = next_config;
+    if (std::string l4_err = l4_runtime.apply(config); !l4_err.empty()) {
+      spdlog::error("reload: {}", l4_err);
+    }
+    health.update(all_health_targets());
+    return next;
   };
+  std::vector<Worker*> worker_list;
+  for (auto& w : pool) worker_list.push_back(w.get());
+  ControlPlane control(config_path, snapshot, worker_list, publish);
+  control.set_health_checker(&health);
+
+  // The admin API (admin/), on this thread too.
+  std::unique_ptr<admin::AdminServer> admin_server;
+  if (config->admin && exit_code == 0) {
+    admin_server = std::make_unique<admin::AdminServer>(io, control);
+    if (std::string err = admin_server->start(*config->admin); !err.empty()) {
+      spdlog::error("admin: {}", err);
+      admin_server.reset();
+      exit_code = 1;
+    }
+  }
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
+  signals.add(SIGUSR1);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& ec, int sig) {
         if (ec) return;
-        if (sig == SIGHUP) {
-          reload();
+        if (sig == SIGHUP || sig == SIGUSR1) {
+          // SIGHUP: read the file again; publish it only if it is entirely valid.
+          // SIGUSR1: reopen the access log file (after rotation).
+          if (sig == SIGHUP) control.reload("SIGHUP");
+          if (sig == SIGUSR1) access_log.reopen();
           signals.async_wait(on_signal);
           return;
         }
         spdlog::info("{}: shutting down gracefully (up to {} ms)",
                      sig == SIGINT ? "SIGINT" : "SIGTERM", config->timeouts.shutdown.count());
         health.stop();
+        ticket_timer.cancel();
+        if (admin_server) admin_server->stop();
         for (auto& w : pool) w->request_shutdown();
       };
   signals.async_wait(on_signal);

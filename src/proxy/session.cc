@@ -48,7 +48,8 @@ UpstreamConn::UpstreamConn(Worker& w, PoolRuntime& pool, int server)
       server_(server),
       connect_op_(this, &UpstreamConn::on_connect),
       recv_(this, &UpstreamConn::on_recv),
-      idle_timer_(this, 0, &UpstreamConn::on_idle_timeout) {
+      idle_timer_(this, 0, &UpstreamConn::on_idle_timeout),
+      tls_send_(this, &UpstreamConn::on_tls_send) {
   ++w_.live_upstreams_;
 }
 
@@ -66,6 +67,7 @@ void UpstreamConn::connect() {
   ++inflight_;
   io_uring_sqe* sqe = w_.ring().sqe(&connect_op_);
   io_uring_prep_connect(sqe, fd_, addr.sa(), addr.length);
+  connect_start_ = Clock::now();
   ++w_.counters().upstream_connects;
 }
 
@@ -73,18 +75,147 @@ void UpstreamConn::on_connect(void* self, int res, std::uint32_t) {
   auto* c = static_cast<UpstreamConn*>(self);
   --c->inflight_;
   if (c->closing_) return c->maybe_free();
+  if (res >= 0) {
+    if (ServerCounters* s = c->pool_->server_counters(c->server_)) {
+      s->connect.observe(Clock::now() - c->connect_start_);
+    }
+  }
+  if (res >= 0 && c->pool_->tls) return c->start_tls();
   if (c->owner_) c->owner_->on_upstream_connected(res);
 }
 
 void UpstreamConn::ensure_recv() {
-  if (recv_.in_flight() || closing_) return;
+  if (recv_.in_flight() || closing_ || tls_deferred_) return;
+  if (tls_ && !handshaking_ && tls_->has_buffered_input()) {
+    // Decrypted bytes are waiting: deliver them from the worker loop (kept alive meanwhile).
+    tls_deferred_ = true;
+    ++inflight_;
+    w_.defer_upstream_tls(this);
+    return;
+  }
   ++inflight_;
   recv_.submit(w_, fd_);
+}
+
+// ---- TLS to the server: the same memory-BIO scheme as for clients (see Session::tls_pump).
+
+void UpstreamConn::start_tls() {
+  SSL* ssl = pool_->tls->new_ssl(address());
+  if (!ssl) {
+    if (owner_) owner_->on_upstream_connected(-ENOMEM);
+    return;
+  }
+  tls_ = std::make_unique<tls::TlsStream>(ssl, /*server=*/false);
+  handshaking_ = true;
+  tls_pump();
+}
+
+void UpstreamConn::on_tls_ready() {
+  --inflight_;
+  tls_deferred_ = false;
+  if (closing_) return maybe_free();
+  tls_pump();
+}
+
+void UpstreamConn::tls_pump() {
+  if (handshaking_) {
+    tls::TlsStream::Result r = tls_->handshake();
+    tls_flush();
+    if (r == tls::TlsStream::Result::kWantRead) return ensure_recv();
+    handshaking_ = false;
+    if (r != tls::TlsStream::Result::kOk) {
+      spdlog::warn("upstream {} TLS handshake failed: {}", address().text, tls_->error());
+      if (owner_) owner_->on_upstream_connected(-EPROTO);
+      return;
+    }
+    if (owner_) owner_->on_upstream_connected(0);
+    return;
+  }
+  if (!plain_) plain_ = std::make_unique_for_overwrite<char[]>(w_.buffers().buffer_size());
+  std::size_t n = 0;
+  tls::TlsStream::Result r = tls_->read(plain_.get(), w_.buffers().buffer_size(), n);
+  if (tls_->has_output()) tls_flush();
+  if (!owner_) {
+    // Idle: session tickets and the like are fine; anything else ends the connection.
+    if (r == tls::TlsStream::Result::kWantRead) return ensure_recv();
+    return close();
+  }
+  switch (r) {
+    case tls::TlsStream::Result::kOk:
+      return owner_->on_upstream_data(static_cast<int>(n), plain_.get(), -1);
+    case tls::TlsStream::Result::kWantRead:
+      return ensure_recv();
+    case tls::TlsStream::Result::kClosed:
+      return owner_->on_upstream_data(0, nullptr, -1);
+    case tls::TlsStream::Result::kError:
+      spdlog::warn("upstream {} TLS error: {}", address().text, tls_->error());
+      return owner_->on_upstream_data(-EPROTO, nullptr, -1);
+  }
+}
+
+void UpstreamConn::send_app(const SendOp& plain) {
+  app_total_ = plain.total();
+  app_waiting_ = true;
+  if (!tls_->write(plain.iov(), plain.iovcnt())) {
+    spdlog::warn("upstream {} TLS write failed: {}", address().text, tls_->error());
+    return complete_app(-EIO);
+  }
+  app_pending_ = true;
+  tls_flush();
+}
+
+void UpstreamConn::complete_app(int res) {
+  if (!app_waiting_) return;
+  app_waiting_ = false;
+  if (owner_) owner_->on_upstream_send(res);
+}
+
+void UpstreamConn::tls_flush() {
+  if (tls_send_.in_flight() || closing_) return;
+  tls_out_.clear();
+  tls_->take_output(tls_out_);
+  if (tls_out_.empty()) {
+    if (app_pending_) {
+      app_pending_ = false;
+      complete_app(static_cast<int>(app_total_));
+    }
+    return;
+  }
+  sending_app_ = app_pending_;
+  app_pending_ = false;
+  tls_send_.clear();
+  tls_send_.add(tls_out_.data(), tls_out_.size());
+  ++inflight_;
+  tls_send_.submit(w_, fd_);
+}
+
+void UpstreamConn::on_tls_send(void* self, int res, std::uint32_t) {
+  auto* c = static_cast<UpstreamConn*>(self);
+  --c->inflight_;
+  bool app = c->sending_app_;
+  c->sending_app_ = false;
+  if (c->closing_) return c->maybe_free();
+  if (app) c->complete_app(res < 0 ? res : static_cast<int>(c->app_total_));
+  if (c->closing_) return;
+  if (res < 0 && !c->owner_) return c->close();
+  if (c->tls_->has_output() || c->app_pending_) c->tls_flush();
 }
 
 void UpstreamConn::on_recv(void* self, int res, std::uint32_t flags) {
   auto* c = static_cast<UpstreamConn*>(self);
   --c->inflight_;
+  if (c->tls_ && !c->closing_ && res > 0) {
+    c->tls_->feed(c->w_.buffers().data(RecvOp::buffer_id(flags)), static_cast<std::size_t>(res));
+    c->w_.buffers().recycle(RecvOp::buffer_id(flags));
+    return c->tls_pump();
+  }
+  if (c->tls_ && c->handshaking_ && !c->closing_) {
+    // The server hung up (or failed) during the handshake.
+    if (RecvOp::has_buffer(flags)) c->w_.buffers().recycle(RecvOp::buffer_id(flags));
+    c->handshaking_ = false;
+    if (c->owner_) c->owner_->on_upstream_connected(res < 0 ? res : -ECONNRESET);
+    return;
+  }
   if (c->closing_ || !c->owner_) {
     // Idle: the server closed the connection (or sent bytes nobody asked for). Either way it can
     // no longer carry a request.
@@ -92,7 +223,10 @@ void UpstreamConn::on_recv(void* self, int res, std::uint32_t flags) {
     if (!c->closing_) return c->close();  // frees the connection once nothing is in flight
     return c->maybe_free();
   }
-  c->owner_->on_upstream_recv(res, flags);
+  int bid = RecvOp::has_buffer(flags) ? RecvOp::buffer_id(flags) : -1;
+  const char* data = res > 0 && bid >= 0 ? c->w_.buffers().data(static_cast<std::uint16_t>(bid))
+                                         : nullptr;
+  c->owner_->on_upstream_data(res, data, bid);
 }
 
 void UpstreamConn::release_to_pool() {
@@ -150,23 +284,25 @@ Session::Session(Worker& w, ListenerRuntime& listener, int fd)
       client_recv_(this, &Session::on_client_recv_cb),
       client_send_(this, &Session::on_client_send_cb),
       up_send_(this, &Session::on_upstream_send_cb),
+      tls_send_(this, &Session::on_tls_send_cb),
       client_timer_(this, kClientTimer, &Session::on_timer),
       upstream_timer_(this, kUpstreamTimer, &Session::on_timer),
       send_timer_(this, kSendTimer, &Session::on_timer) {
-  head_cap_ = w.head_buffer_size();
-  in_ = w.take_head_buffer();
-  rin_ = w.take_head_buffer();
+  // Head buffers are taken when bytes arrive and given back between requests: an idle
+  // keep-alive connection owns none (receives land in the shared ring).
   socklen_t len = sizeof(peer_);
   if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer_), &len) == 0) {
     format_address(peer_, client_, sizeof(client_), client_ip_len_);
   }
   int one = 1;
   ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (listener.tls) {
+    if (SSL* ssl = listener.tls->new_ssl()) tls_ = std::make_unique<tls::TlsStream>(ssl);
+  }
 }
 
 Session::~Session() {
-  w_.give_head_buffer(std::move(in_), head_cap_);
-  w_.give_head_buffer(std::move(rin_), head_cap_);
+  release_buffers();
   ::close(fd_);
 }
 
@@ -236,6 +372,15 @@ void Session::release_upstream(bool reusable) {
     io_uring_prep_cancel64(sqe, reinterpret_cast<std::uint64_t>(static_cast<IoOp*>(&up_send_)), 0);
     reusable = false;
   }
+  if (up_tls_send_) {
+    // The connection sends our (already encrypted) bytes on its own: stop waiting for it.
+    up->detach_app_send();
+    up_tls_send_ = false;
+    --inflight_;
+    recycle(up_send_bid_);
+    up_send_bid_ = -1;
+    reusable = false;
+  }
   if (reusable && !draining_ && w_.can_pool(*up)) {
     up->release_to_pool();
     return;
@@ -283,7 +428,7 @@ void Session::on_upstream_timeout() {
     return;
   }
   spdlog::warn("upstream {} response timed out", up_ ? up_->address().text : "?");
-  if (up_) pool_->balancer.report(up_->server(), upstream::Outcome::kReset, w_.now());
+  if (up_) pool_->report(up_->server(), upstream::Outcome::kReset, w_.now());
   fail(504);
 }
 
@@ -292,8 +437,41 @@ void Session::on_upstream_timeout() {
 
 void Session::read_client() {
   if (client_recv_.in_flight() || closing_) return;
+  if (tls_ && tls_->handshake_done() && tls_->has_buffered_input()) {
+    // Decrypted bytes are waiting: deliver them from the worker loop rather than from inside
+    // whatever asked for more, which keeps the call stack flat.
+    if (!tls_read_deferred_) {
+      tls_read_deferred_ = true;
+      w_.defer_tls_read(this);
+    }
+    return;
+  }
+  recv_client_socket();
+}
+
+void Session::recv_client_socket() {
+  if (client_recv_.in_flight() || closing_) return;
   ++inflight_;
   client_recv_.submit(w_, fd_);
+}
+
+void Session::recycle(int bid) {
+  if (bid >= 0) w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+}
+
+void Session::ensure_buffers() {
+  if (in_) return;
+  head_cap_ = w_.head_buffer_size();
+  in_ = w_.take_head_buffer();
+  rin_ = w_.take_head_buffer();
+  req_.begin_head(in_.get());
+}
+
+void Session::release_buffers() {
+  if (!in_) return;
+  w_.give_head_buffer(std::move(in_), head_cap_);
+  w_.give_head_buffer(std::move(rin_), head_cap_);
+  plain_.reset();
 }
 
 void Session::on_client_recv_cb(void* self, int res, std::uint32_t flags) {
@@ -309,17 +487,28 @@ void Session::on_client_recv(int res, std::uint32_t flags) {
   }
   if (res <= 0) {
     // Client went away. Mid-request there is nobody left to answer.
-    if (bid >= 0) w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     close();
     return;
   }
   auto n = static_cast<std::size_t>(res);
-  bytes_in_ += n;
   const char* data = w_.buffers().data(static_cast<std::uint16_t>(bid));
+  if (tls_) {
+    tls_->feed(data, n);
+    recycle(bid);
+    return tls_pump();
+  }
+  on_client_data(data, n, bid);
+}
+
+// `data` is in ring buffer `bid`, or (bid < 0) in plain_, which stays untouched until the bytes
+// forwarded from it have been sent: no more is read from the client meanwhile.
+void Session::on_client_data(const char* data, std::size_t n, int bid) {
+  bytes_in_ += n;
   if (resp_state_ == RespState::kLocal) {
     // An answer of ours (e.g. a 408) is already on its way and decides this connection's fate:
     // whatever the client still sends must not start another request.
-    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     return;
   }
   if (req_state_ == ReqState::kHead) {
@@ -327,17 +516,18 @@ void Session::on_client_recv(int res, std::uint32_t flags) {
       request_start_ = w_.now();
       w_.client_header_timeouts.arm(client_timer_, w_.now());
     }
+    ensure_buffers();
     std::size_t room = head_cap_ - in_len_;
     std::size_t take = n < room ? n : room;
     std::memcpy(in_.get() + in_len_, data, take);
     in_len_ += take;
-    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     advance_request_head();
     return;
   }
   if (req_state_ != ReqState::kBody || !up_) {
     // A late read after we stopped forwarding (an error answer is on its way): drop it.
-    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     return;
   }
   w_.client_body_timeouts.arm(client_timer_, w_.now());
@@ -401,7 +591,7 @@ void Session::on_request_head(std::size_t head_end) {
     req_state_ = ReqState::kConnect;
   }
 
-  rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_)};
+  rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_), tls_ != nullptr};
   decision_ = view_->snapshot->rules->decide(table_, view, w_.scratch());
   const config::Route* route = decision_.route;
   if (!route) return respond_configured(kNoRoute);
@@ -425,7 +615,7 @@ void Session::use_pool(int pool_index) {
   up_head_.clear();
   cookie_server_ = -1;
   if (!pool_) return;
-  rules::RequestView view{in_.get(), &req_.head(), reinterpret_cast<const sockaddr*>(&peer_)};
+  rules::RequestView view{in_.get(), &req_.head(), reinterpret_cast<const sockaddr*>(&peer_), tls_ != nullptr};
   rules::pool_keys(*pool_->cfg, pool_->default_key, view, w_.scratch(), keys_);
   if (!keys_.cookie.empty()) cookie_server_ = pool_->balancer.server_for_cookie(keys_.cookie);
   keys_.cookie = {};  // points into in_; not needed past this point
@@ -435,12 +625,12 @@ void Session::handle_request_body(const char* data, std::size_t len, int bid) {
   std::size_t consumed = 0;
   auto status = req_.parse(data, len, consumed);
   if (status == http::MessageParser::Status::kError) {
-    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     return fail(400);
   }
   std::uint64_t max_body = cfg().limits.max_body_bytes;
   if (max_body && req_.body_bytes() > max_body) {
-    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     return fail(413);
   }
   if (status == http::MessageParser::Status::kMessageComplete) {
@@ -455,14 +645,13 @@ void Session::handle_request_body(const char* data, std::size_t len, int bid) {
     in_len_ += rest;
   }
   if (consumed == 0) {
-    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     return;
   }
   up_send_.clear();
   up_send_.add(data, consumed);
   up_send_bid_ = bid;
-  ++inflight_;
-  up_send_.submit(w_, up_->fd());
+  submit_upstream_send();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,7 +777,7 @@ bool Session::may_retry() const {
 }
 
 void Session::upstream_failed(upstream::Outcome outcome) {
-  pool_->balancer.report(up_->server(), outcome, w_.now());
+  pool_->report(up_->server(), outcome, w_.now());
   last_failure_status_ = outcome == upstream::Outcome::kConnectFailure ? 503 : 502;
   release_upstream(false);
   connecting_ = false;
@@ -598,6 +787,7 @@ void Session::upstream_failed(upstream::Outcome outcome) {
     return no_server(false);  // the route's fallback, else the last failure's status
   }
   ++w_.counters().retries;
+  if (pool_->stats) ++pool_->stats->retries;
   start_upstream();  // next server, or fallback/503 when none is left
 }
 
@@ -610,11 +800,14 @@ void Session::send_request_head() {
     const config::Forwarding& cf = cfg().forwarding;
     fwd.x_forwarded_for = cf.x_forwarded_for;
     fwd.x_forwarded_proto = cf.x_forwarded_proto;
+    if (tls_) fwd.proto = "https";
+    fwd.extra_fields = client_cert_fields_;
+    fwd.drop_client_cert_fields = listener_.tls != nullptr;
     fwd.via = cf.via;
     const config::Route* route = decision_.route;
     if (!route->request_headers.empty()) fwd.edits = &route->request_headers;
     if (route->rewrite.kind != config::PathRewrite::Kind::kNone) {
-      rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_)};
+      rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_), tls_ != nullptr};
       target_.clear();
       if (view_->snapshot->rules->rewrite_target(decision_, view, w_.scratch(), target_)) {
         fwd.target = target_;
@@ -634,8 +827,8 @@ void Session::send_request_head() {
   up_send_.add(in_.get() + head_end_, body_end - head_end_);
   up_send_bid_ = -1;
   if (req_state_ != ReqState::kDone) req_state_ = ReqState::kBody;
-  ++inflight_;
-  up_send_.submit(w_, up_->fd());
+  submit_upstream_send();
+  upstream_sent_ = Clock::now();
   pool_->response_timeouts->arm(upstream_timer_, w_.now());
   up_->ensure_recv();
 }
@@ -644,7 +837,17 @@ void Session::on_upstream_send_cb(void* self, int res, std::uint32_t) {
   static_cast<Session*>(self)->on_upstream_send(res);
 }
 
+void Session::submit_upstream_send() {
+  ++inflight_;
+  if (up_->tls()) {
+    up_tls_send_ = true;
+    return up_->send_app(up_send_);  // encrypted now; on_upstream_send when the bytes are out
+  }
+  up_send_.submit(w_, up_->fd());
+}
+
 void Session::on_upstream_send(int res) {
+  up_tls_send_ = false;
   --inflight_;
   if (up_send_bid_ >= 0) {
     w_.buffers().recycle(static_cast<std::uint16_t>(up_send_bid_));
@@ -670,15 +873,14 @@ void Session::on_upstream_send(int res) {
 // ---------------------------------------------------------------------------------------------
 // Upstream: the response
 
-void Session::on_upstream_recv(int res, std::uint32_t flags) {
-  int bid = RecvOp::has_buffer(flags) ? RecvOp::buffer_id(flags) : -1;
+void Session::on_upstream_data(int res, const char* data, int bid) {
   if (closing_) {
-    if (bid >= 0) w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     return;
   }
   upstream_timer_.disarm();
   if (res <= 0) {
-    if (bid >= 0) w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     if (resp_state_ == RespState::kBody && res == 0 && resp_.finish_at_eof()) {
       // Body delimited by the server closing: that was the whole response.
       resp_state_ = RespState::kDone;
@@ -693,7 +895,7 @@ void Session::on_upstream_recv(int res, std::uint32_t flags) {
     // Nothing of the response yet. Safe to send again only if the whole request is still in
     // in_, it is idempotent (the server may have acted on it) and our send is not half-done.
     bool replay = response_bytes_seen_ == 0 && req_state_ == ReqState::kDone && replayable_ &&
-                  !up_send_.in_flight() && is_idempotent(req_.head().method.in(in_.get()));
+                  !up_sending() && is_idempotent(req_.head().method.in(in_.get()));
     if (replay && up_->reused() && !stale_retry_) {
       // A reused keep-alive connection the server closed just as we sent: the server is fine,
       // the connection was stale. Once, on a fresh connection to the same server.
@@ -705,27 +907,26 @@ void Session::on_upstream_recv(int res, std::uint32_t flags) {
     }
     spdlog::warn("upstream {} closed before responding", up_->address().text);
     if (replay) return upstream_failed(upstream::Outcome::kReset);
-    pool_->balancer.report(up_->server(), upstream::Outcome::kReset, w_.now());
+    pool_->report(up_->server(), upstream::Outcome::kReset, w_.now());
     return fail(502);
   }
   auto n = static_cast<std::size_t>(res);
   response_bytes_seen_ += n;
-  const char* data = w_.buffers().data(static_cast<std::uint16_t>(bid));
   if (resp_state_ == RespState::kHead) {
     std::size_t room = head_cap_ - rin_len_;
     if (n > room) {
-      w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+      recycle(bid);
       spdlog::warn("upstream {} response head too large", up_->address().text);
       return fail(502);
     }
     std::memcpy(rin_.get() + rin_len_, data, n);
     rin_len_ += n;
-    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     return advance_response();
   }
   if (resp_state_ == RespState::kBody) return handle_response_body(data, n, bid);
   // Bytes after the response ended: the server is confused; do not reuse it.
-  w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+  recycle(bid);
   upstream_reusable_ = false;
 }
 
@@ -790,9 +991,11 @@ void Session::send_response_head() {
   fwd.dechunk = dechunk_;
   fwd.via = cfg().forwarding.via;
   if (!decision_.route->response_headers.empty()) fwd.edits = &decision_.route->response_headers;
-  pool_->balancer.report(up_->server(),
-                         h.status >= 500 ? upstream::Outcome::k5xx : upstream::Outcome::kSuccess,
-                         w_.now());
+  pool_->report(up_->server(),
+                h.status >= 500 ? upstream::Outcome::k5xx : upstream::Outcome::kSuccess, w_.now());
+  if (ServerCounters* sc = pool_->server_counters(up_->server())) {
+    sc->response.observe(Clock::now() - upstream_sent_);
+  }
   const config::Persistence& persist = pool_->cfg->persistence;
   if (persist.kind == config::Persistence::Kind::kCookie && up_->server() != cookie_server_) {
     // Name the server that answered, so the client's next requests come back to it.
@@ -844,7 +1047,7 @@ void Session::handle_response_body(const char* data, std::size_t len, int bid) {
   if (dechunk_) dechunked_.clear();
   auto status = resp_.parse(data, len, consumed);
   if (status == http::MessageParser::Status::kError) {
-    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     spdlog::warn("upstream {} sent an invalid body: {}", up_->address().text, resp_.error_reason());
     return close();
   }
@@ -859,7 +1062,7 @@ void Session::handle_response_body(const char* data, std::size_t len, int bid) {
     client_send_.add(data, consumed);
   }
   if (client_send_.total() == 0) {
-    w_.buffers().recycle(static_cast<std::uint16_t>(bid));
+    recycle(bid);
     if (resp_state_ == RespState::kDone) return finish_exchange();
     pool_->response_timeouts->arm(upstream_timer_, w_.now());
     return up_->ensure_recv();
@@ -905,7 +1108,7 @@ void Session::on_client_send(int res) {
 
 void Session::finish_exchange() {
   log_access();
-  bool request_complete = req_state_ == ReqState::kDone && !up_send_.in_flight();
+  bool request_complete = req_state_ == ReqState::kDone && !up_sending();
   if (up_) release_upstream(upstream_reusable_ && request_complete);
   if (close_after_response_ || !request_complete) return close();
   next_request();
@@ -929,6 +1132,7 @@ void Session::next_request() {
   up_head_.clear();
   decision_ = {};
   pool_ = nullptr;
+  if (rest == 0) release_buffers();
   req_.begin_head(in_.get());
   adopt_view();
   if (draining_ || w_.draining()) {
@@ -965,7 +1169,106 @@ void Session::respond_redirect(int status) {
 void Session::submit_client_send() {
   ++inflight_;
   w_.client_idle_timeouts.arm(send_timer_, w_.now());
-  client_send_.submit(w_, fd_);
+  if (!tls_) {
+    client_send_.submit(w_, fd_);
+    return;
+  }
+  // Encrypt now; the send completes (on_client_send) once the ciphertext is out.
+  tls_plain_total_ = client_send_.total();
+  if (!tls_->write(client_send_.iov(), client_send_.iovcnt())) {
+    spdlog::debug("client {}: TLS write failed: {}", client_, tls_->error());
+    return on_client_send(-EIO);
+  }
+  tls_app_pending_ = true;
+  tls_flush();
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS
+
+void Session::on_tls_ready() {
+  tls_read_deferred_ = false;
+  if (closing_) return;
+  tls_pump();
+}
+
+void Session::tls_pump() {
+  if (!tls_->handshake_done()) {
+    tls::TlsStream::Result r = tls_->handshake();
+    tls_flush();  // our handshake messages (or an alert)
+    if (r == tls::TlsStream::Result::kWantRead) return recv_client_socket();
+    if (r != tls::TlsStream::Result::kOk) {
+      ++w_.counters().tls_handshake_failures;
+      // Scanners and broken clients can make these frequent: debug level, counted.
+      spdlog::debug("client {}: TLS handshake failed: {}", client_, tls_->error());
+      return close();
+    }
+    ++w_.counters().tls_handshakes;
+    if (tls_->resumed()) ++w_.counters().tls_resumptions;
+    if (listener_.tls && listener_.tls->config().verify_client != config::TlsServer::Verify::kNone) {
+      std::string subject = tls_->peer_subject();
+      client_cert_fields_.assign(subject.empty() ? "X-Client-Verify: NONE\r\n"
+                                                 : "X-Client-Verify: SUCCESS\r\n");
+      if (!subject.empty()) {
+        client_cert_fields_.append("X-Client-Cert-Subject: ").append(subject).append("\r\n");
+      }
+    }
+  }
+  if (!plain_) plain_ = std::make_unique_for_overwrite<char[]>(w_.buffers().buffer_size());
+  std::size_t n = 0;
+  tls::TlsStream::Result r = tls_->read(plain_.get(), w_.buffers().buffer_size(), n);
+  if (tls_->has_output()) tls_flush();  // e.g. a reply to a key update
+  switch (r) {
+    case tls::TlsStream::Result::kOk:
+      return on_client_data(plain_.get(), n, -1);
+    case tls::TlsStream::Result::kWantRead:
+      return recv_client_socket();
+    case tls::TlsStream::Result::kClosed:
+    case tls::TlsStream::Result::kError:
+      if (r == tls::TlsStream::Result::kError) {
+        spdlog::debug("client {}: TLS error: {}", client_, tls_->error());
+      }
+      return close();
+  }
+}
+
+void Session::tls_flush() {
+  if (tls_send_.in_flight() || closing_) return;  // its completion flushes again
+  tls_out_.clear();
+  tls_->take_output(tls_out_);
+  if (tls_out_.empty()) {
+    if (tls_app_pending_) {
+      tls_app_pending_ = false;  // nothing to send (an empty application send)
+      on_client_send(static_cast<int>(tls_plain_total_));
+    }
+    return;
+  }
+  tls_sending_app_ = tls_app_pending_;
+  tls_app_pending_ = false;
+  tls_send_.clear();
+  tls_send_.add(tls_out_.data(), tls_out_.size());
+  ++inflight_;
+  tls_send_.submit(w_, fd_);
+}
+
+void Session::on_tls_send_cb(void* self, int res, std::uint32_t) {
+  static_cast<Session*>(self)->on_tls_send(res);
+}
+
+void Session::on_tls_send(int res) {
+  --inflight_;
+  bool app = tls_sending_app_;
+  tls_sending_app_ = false;
+  if (app) {
+    // Completes the application send, which may start the next one (and flush it).
+    on_client_send(res < 0 ? res : static_cast<int>(tls_plain_total_));
+  } else if (closing_) {
+    return maybe_free();
+  } else if (res < 0) {
+    return close();
+  }
+  if (closing_) return;
+  if (tls_->has_output() || tls_app_pending_) tls_flush();
 }
 
 void Session::send_local() {
@@ -995,7 +1298,31 @@ void Session::fail(int status) {
   send_local();
 }
 
+// Per-request statistics (proxy/stats.h): this worker's own slots only, nothing shared written.
+void Session::count_request() {
+  w_.counters().copy_bytes += bytes_in_ + bytes_out_;
+  int c = status_class(status_);
+  if (ListenerCounters* l = listener_.stats) {
+    if (c >= 0) ++l->requests[c];
+    l->bytes_in += bytes_in_;
+    l->bytes_out += bytes_out_;
+  }
+  if (c < 0) return;
+  const SnapshotStats* st = view_ ? view_->snapshot->stats.get() : nullptr;
+  if (st && decision_.route && decision_.route->index < st->routes.size()) {
+    if (RouteStats* r = st->routes[decision_.route->index]) {
+      ++r->at(static_cast<unsigned>(w_.id())).hits;
+    }
+  }
+  if (!pool_) return;
+  if (pool_->stats) ++pool_->stats->requests[c];
+  if (up_) {
+    if (ServerCounters* s = pool_->server_counters(up_->server())) ++s->responses[c];
+  }
+}
+
 void Session::log_access() {
+  count_request();
   if (!w_.access_log_enabled()) return;
   AccessRecord r;
   r.listener = listener_.name;

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "http/message_parser.h"
+#include "proxy/tls/tls_stream.h"
 #include "proxy/deadline.h"
 #include "proxy/io_ops.h"
 #include "proxy/worker.h"
@@ -40,6 +41,14 @@ class UpstreamConn {
   // Closes the connection once its operations complete.
   void close();
 
+  // TLS to the server: encrypts `plain` now and sends it; the owner hears on_upstream_send with
+  // the plaintext total once the ciphertext is out (unless detach_app_send() came first).
+  bool tls() const { return tls_ != nullptr; }
+  void send_app(const SendOp& plain);
+  void detach_app_send() { app_waiting_ = false; }
+  // From the worker: buffered decrypted bytes may be delivered now.
+  void on_tls_ready();
+
   int fd() const { return fd_; }
   int server() const { return server_; }
   PoolRuntime& pool() { return *pool_; }
@@ -51,7 +60,12 @@ class UpstreamConn {
   static void on_connect(void* self, int res, std::uint32_t flags);
   static void on_recv(void* self, int res, std::uint32_t flags);
   static void on_idle_timeout(void* self, int tag);
+  static void on_tls_send(void* self, int res, std::uint32_t flags);
   void maybe_free();
+  void start_tls();
+  void tls_pump();
+  void tls_flush();
+  void complete_app(int res);
 
   Worker& w_;
   PoolRuntime* pool_;
@@ -62,9 +76,21 @@ class UpstreamConn {
   bool closing_ = false;
   bool reused_ = false;
   int inflight_ = 0;
+  Clock::time_point connect_start_{};  // for the connect latency histogram
   SimpleOp connect_op_;
   RecvOp recv_;
   Deadline idle_timer_;
+  // TLS (pools with `tls:`), as on the client side.
+  std::unique_ptr<tls::TlsStream> tls_;
+  std::unique_ptr<char[]> plain_;
+  std::string tls_out_;
+  SendOp tls_send_;
+  std::size_t app_total_ = 0;
+  bool handshaking_ = false;
+  bool app_pending_ = false;  // an application send waits for tls_send_
+  bool sending_app_ = false;  // tls_send_ carries it
+  bool app_waiting_ = false;  // the owner waits to hear about it
+  bool tls_deferred_ = false;
   friend class Worker;
   friend class Session;
 };
@@ -83,12 +109,17 @@ class Session {
   // From the worker: queued for a server of a full pool (see PoolRuntime::queue_head).
   void leave_queue();
   void on_dequeued();
+  // From the worker: buffered TLS input may be delivered now (see read_client()).
+  void on_tls_ready();
 
   // From UpstreamConn.
   void on_upstream_connected(int res);
-  void on_upstream_recv(int res, std::uint32_t flags);
+  // Response bytes (res > 0; in ring buffer `bid`, or in the connection's TLS buffer when bid < 0),
+  // EOF (0) or an error (< 0).
+  void on_upstream_data(int res, const char* data, int bid);
 
   std::size_t index = 0;  // position in the worker's session list
+  ListenerRuntime& listener() const { return listener_; }
 
  private:
   enum class ReqState { kHead, kConnect, kBody, kDone };
@@ -98,6 +129,7 @@ class Session {
   static void on_client_recv_cb(void* self, int res, std::uint32_t flags);
   static void on_client_send_cb(void* self, int res, std::uint32_t flags);
   static void on_upstream_send_cb(void* self, int res, std::uint32_t flags);
+  static void on_tls_send_cb(void* self, int res, std::uint32_t flags);
   static void on_timer(void* self, int tag);
 
   void on_client_recv(int res, std::uint32_t flags);
@@ -107,6 +139,16 @@ class Session {
   void on_upstream_timeout();
 
   void read_client();
+  void recv_client_socket();
+  void on_client_data(const char* data, std::size_t n, int bid);
+  void recycle(int bid);
+  // Head buffers (in_, rin_) for the current request; given back when the connection idles.
+  void ensure_buffers();
+  void release_buffers();
+  // TLS: drive the handshake, then decrypt what arrived; send what OpenSSL produced.
+  void tls_pump();
+  void tls_flush();
+  void on_tls_send(int res);
   void advance_request_head();
   void on_request_head(std::size_t head_end);
   void handle_request_body(const char* data, std::size_t len, int bid);
@@ -114,6 +156,8 @@ class Session {
   void start_upstream(bool allow_idle = true);
   void no_server(bool full);
   void send_request_head();
+  void submit_upstream_send();
+  bool up_sending() const { return up_send_.in_flight() || up_tls_send_; }
   void upstream_failed(upstream::Outcome outcome);
   bool may_retry() const;
   void advance_response();
@@ -132,6 +176,7 @@ class Session {
   void close();
   void release_upstream(bool reusable);
   void log_access();
+  void count_request();
   void maybe_free();
   static void dechunk_sink(void* self, const char* data, std::size_t len);
 
@@ -178,6 +223,7 @@ class Session {
   UpstreamConn* up_ = nullptr;
   std::uint64_t bytes_in_ = 0;
   Clock::time_point request_start_;
+  Clock::time_point upstream_sent_{};  // request head handed to the upstream (latency metric)
 
   // Response side. rin_ holds the response head, then body bytes read with it.
   http::MessageParser resp_;
@@ -201,14 +247,28 @@ class Session {
   SendOp up_send_;
   int client_send_bid_ = -1;  // buffer to recycle when client_send_ completes
   int up_send_bid_ = -1;
+  bool up_tls_send_ = false;  // up_send_'s bytes were handed to a TLS connection
   int inflight_ = 0;
   bool closing_ = false;
   bool freed_ = false;
   bool draining_ = false;
 
+  // TLS (null for plain listeners). Ciphertext out goes through tls_out_ and tls_send_; an
+  // application send (client_send_) completes when the ciphertext carrying it has been sent.
+  std::unique_ptr<tls::TlsStream> tls_;
+  std::unique_ptr<char[]> plain_;  // decrypted client bytes (stands in for a ring buffer)
+  std::string tls_out_;
+  SendOp tls_send_;
+  std::size_t tls_plain_total_ = 0;  // size of the application send being encrypted
+  bool tls_app_pending_ = false;     // an application send waits for tls_send_
+  bool tls_sending_app_ = false;     // tls_send_ carries the application send
+  bool tls_read_deferred_ = false;
+  std::string client_cert_fields_;  // X-Client-Verify / X-Client-Cert-Subject for upstream
+
   Deadline client_timer_;
   Deadline upstream_timer_;
   Deadline send_timer_;  // a send to the client must progress within timeouts.client_idle
+  friend class UpstreamConn;
 };
 
 }  // namespace switchyard::proxy

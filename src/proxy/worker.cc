@@ -17,6 +17,9 @@ constexpr unsigned kRingEntries = 4096;
 constexpr unsigned kBufferCount = 1024;
 constexpr std::size_t kBufferSize = 16 * 1024;
 constexpr unsigned kTickMs = 50;
+// Free head buffers kept for reuse: enough for bursts of new requests, small enough that a
+// worker's memory comes back after thousands of connections went idle or away.
+constexpr std::size_t kMaxFreeHeadBuffers = 64;
 
 }  // namespace
 
@@ -119,6 +122,14 @@ PoolRuntime::PoolRuntime(std::shared_ptr<const config::Config> owner, const conf
   }
 }
 
+void PoolRuntime::report(int server, upstream::Outcome outcome, Clock::time_point now) {
+  balancer.report(server, outcome, now);
+  if (server < 0 || static_cast<std::size_t>(server) >= server_stats.size()) return;
+  ServerCounters& s = *server_stats[static_cast<std::size_t>(server)];
+  if (outcome == upstream::Outcome::kConnectFailure) ++s.connect_failures;
+  if (outcome == upstream::Outcome::kReset) ++s.resets;
+}
+
 DeadlineList& Worker::timeouts_for(std::chrono::milliseconds duration) {
   for (auto& l : extra_timeouts_) {
     if (l->duration() == duration) return *l;
@@ -137,10 +148,17 @@ void Worker::wake_queue(PoolRuntime& pool) {
 void Worker::run_woken() {
   // A woken request may finish at once and wake the next one: loop until quiet.
   std::vector<Session*> batch;
-  while (!woken_.empty()) {
+  std::vector<UpstreamConn*> conns;
+  while (!woken_.empty() || !tls_ready_.empty() || !upstream_tls_ready_.empty()) {
     batch.swap(woken_);
     for (Session* s : batch) s->on_dequeued();
     batch.clear();
+    batch.swap(tls_ready_);
+    for (Session* s : batch) s->on_tls_ready();
+    batch.clear();
+    conns.swap(upstream_tls_ready_);
+    for (UpstreamConn* c : conns) c->on_tls_ready();
+    conns.clear();
   }
 }
 
@@ -181,6 +199,13 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
       if (p && p->cfg->name == name) prev = p;
     }
     std::shared_ptr<PoolRuntime> rt;
+    // Idle connections made with TLS (or without) cannot serve a pool that changed that.
+    bool same_transport = prev && bool(prev->cfg->tls) == bool(pool.tls);
+    if (prev && !same_transport) {
+      for (auto& list : prev->idle) {
+        while (!list.empty()) list.back()->close();
+      }
+    }
     if (prev && prev->balancer.can_rebind(pool, *state)) {
       prev->owner = snapshot->config;
       prev->cfg = &pool;
@@ -210,12 +235,20 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
         }
       }
     }
+    const SnapshotStats& stats = *snapshot->stats;
+    std::size_t pi = view->pools.size();
+    rt->stats = &stats.pools[pi]->at(static_cast<unsigned>(id_));
+    rt->server_stats.clear();
+    for (ServerStats* ss : stats.servers[pi]) {
+      rt->server_stats.push_back(&ss->at(static_cast<unsigned>(id_)));
+    }
+    rt->tls = snapshot->pool_tls[pi];
     rt->connect_timeouts = &timeouts_for(pool.connect_timeout.value_or(t.upstream_connect));
     rt->response_timeouts = &timeouts_for(pool.response_timeout.value_or(t.upstream_response));
     rt->queue_timeouts = &timeouts_for(pool.queue.timeout);
     // Draining servers keep no idle connections.
     for (std::size_t i = 0; i < pool.servers.size(); ++i) {
-      if (!pool.servers[i].drain) continue;
+      if (!pool.servers[i].drain && !pool.servers[i].maintenance) continue;
       auto& list = rt->idle[i];
       while (!list.empty()) list.back()->close();
     }
@@ -237,15 +270,25 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
   for (std::size_t i = 0; i < cfg.listeners.size(); ++i) {
     const config::Listener& l = cfg.listeners[i];
     int fd = i < listen_fds.size() ? listen_fds[i] : -1;
+    // New connections get this snapshot's TLS context (re-read certificates); open ones keep
+    // their own SSL, which holds its context.
+    std::shared_ptr<const tls::ServerContext> tls =
+        i < snapshot->listener_tls.size() ? snapshot->listener_tls[i] : nullptr;
     if (fd < 0) {
       for (auto& cur : listeners_) {
-        if (cur && cur->name == l.name && cur->bind == l.bind.text) next.push_back(std::move(cur));
+        if (cur && cur->name == l.name && cur->bind == l.bind.text) {
+          cur->tls = tls;
+          cur->stats = &snapshot->stats->listeners[i]->at(static_cast<unsigned>(id_));
+          next.push_back(std::move(cur));
+        }
       }
       continue;
     }
     auto rt = std::make_unique<ListenerRuntime>();
     rt->name = l.name;
     rt->bind = l.bind.text;
+    rt->tls = std::move(tls);
+    rt->stats = &snapshot->stats->listeners[i]->at(static_cast<unsigned>(id_));
     rt->fd = fd;
     rt->accept = new AcceptOp(*this, *rt);
     if (!draining_) arm_accept(*rt);
@@ -296,6 +339,7 @@ void Worker::on_accept(ListenerRuntime& l, int res, std::uint32_t flags) {
     return;
   }
   ++counters_.accepted;
+  if (l.stats) ++l.stats->accepted;
   if (draining_ || sessions_.size() >= config().limits.max_connections) {
     // Over the limit: answer at once rather than leave the client waiting on a full queue.
     ++counters_.rejected_over_limit;
@@ -306,12 +350,14 @@ void Worker::on_accept(ListenerRuntime& l, int res, std::uint32_t flags) {
     return;
   }
   auto* s = new Session(*this, l, res);
+  if (l.stats) ++l.stats->active;
   s->index = sessions_.size();
   sessions_.push_back(s);
   s->start();
 }
 
 void Worker::session_closed(Session* s) {
+  if (ListenerCounters* ls = s->listener().stats) --ls->active;
   Session* last = sessions_.back();
   sessions_[s->index] = last;
   last->index = s->index;
@@ -320,7 +366,8 @@ void Worker::session_closed(Session* s) {
 }
 
 std::unique_ptr<char[]> Worker::take_head_buffer() {
-  if (free_head_buffers_.empty()) return std::make_unique<char[]>(head_buffer_size_);
+  // Not zero-filled: untouched pages of a fresh buffer stay unbacked until used.
+  if (free_head_buffers_.empty()) return std::make_unique_for_overwrite<char[]>(head_buffer_size_);
   auto b = std::move(free_head_buffers_.back());
   free_head_buffers_.pop_back();
   return b;
@@ -329,7 +376,7 @@ std::unique_ptr<char[]> Worker::take_head_buffer() {
 void Worker::give_head_buffer(std::unique_ptr<char[]> b, std::size_t size) {
   // Keep a bounded number for reuse; beyond that, give memory back after a burst. Buffers of a
   // size from before a reload are simply freed.
-  if (b && size == head_buffer_size_ && free_head_buffers_.size() < 1024) {
+  if (b && size == head_buffer_size_ && free_head_buffers_.size() < kMaxFreeHeadBuffers) {
     free_head_buffers_.push_back(std::move(b));
   }
 }
@@ -349,6 +396,9 @@ void Worker::begin_drain() {
 }
 
 void Worker::tick() {
+  counters_.connections.set(static_cast<std::int64_t>(sessions_.size()));
+  counters_.upstreams.set(live_upstreams_);
+  counters_.free_buffers.set(static_cast<std::int64_t>(buffers_.available()));
   client_header_timeouts.expire(now_);
   client_idle_timeouts.expire(now_);
   client_body_timeouts.expire(now_);

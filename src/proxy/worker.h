@@ -14,10 +14,13 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/counter.h"
 #include "proxy/access_log.h"
 #include "proxy/deadline.h"
 #include "proxy/ring.h"
 #include "proxy/snapshot.h"
+#include "proxy/stats.h"
+#include "proxy/tls/server_context.h"
 #include "upstream/pool.h"
 
 namespace switchyard::proxy {
@@ -37,6 +40,7 @@ struct PoolRuntime {
   config::HashKey::On default_key;               // the scheduler's default hash key
   std::vector<std::vector<UpstreamConn*>> idle;  // per server, most recently used last
   bool retired = false;
+  std::shared_ptr<const tls::ClientContext> tls;  // servers speak TLS (null: plain)
   // Per-pool timeouts (the pool's own or the global ones); lists owned by the worker.
   DeadlineList* connect_timeouts = nullptr;
   DeadlineList* response_timeouts = nullptr;
@@ -45,6 +49,17 @@ struct PoolRuntime {
   Session* queue_head = nullptr;
   Session* queue_tail = nullptr;
   std::uint32_t queued = 0;
+  // This worker's statistics slots for the pool and its servers (set on every snapshot).
+  PoolCounters* stats = nullptr;
+  std::vector<ServerCounters*> server_stats;  // pool servers' order
+
+  // Passive health for the balancer plus the server's failure counters.
+  void report(int server, upstream::Outcome outcome, Clock::time_point now);
+  ServerCounters* server_counters(int server) const {
+    return server >= 0 && static_cast<std::size_t>(server) < server_stats.size()
+               ? server_stats[static_cast<std::size_t>(server)]
+               : nullptr;
+  }
 
   PoolRuntime(std::shared_ptr<const config::Config> owner, const config::Pool& pool,
               std::shared_ptr<upstream::PoolState> state, unsigned worker);
@@ -67,17 +82,30 @@ struct ListenerRuntime {
   std::string bind;
   int fd = -1;
   class AcceptOp* accept = nullptr;
+  ListenerCounters* stats = nullptr;  // this worker's slot (set on every snapshot)
+  std::shared_ptr<const tls::ServerContext> tls;  // null: plain HTTP
 };
 
+// Written only by the owning worker (core::Counter: relaxed single-writer), read by the control
+// plane for /metrics and the admin API.
 struct WorkerCounters {
-  std::uint64_t accepted = 0;
-  std::uint64_t rejected_over_limit = 0;
-  std::uint64_t requests = 0;
-  std::uint64_t upstream_connects = 0;
-  std::uint64_t upstream_reuses = 0;
-  std::uint64_t retries = 0;
-  std::uint64_t queued = 0;
-  std::uint64_t queue_timeouts = 0;
+  core::Counter accepted;
+  core::Counter rejected_over_limit;
+  core::Counter requests;
+  core::Counter upstream_connects;
+  core::Counter upstream_reuses;
+  core::Counter retries;
+  core::Counter tls_handshakes;
+  core::Counter tls_resumptions;
+  core::Counter tls_handshake_failures;
+  core::Counter queued;
+  core::Counter queue_timeouts;
+  core::Counter copy_bytes;    // body and head bytes moved through userspace buffers
+  core::Counter splice_bytes;  // bytes moved by splice/sockmap (not yet: always 0)
+  // Published every tick (see Worker::tick).
+  core::Gauge connections;     // client connections open
+  core::Gauge upstreams;       // upstream connections open (idle and busy)
+  core::Gauge free_buffers;    // provided receive buffers not in use
 };
 
 class Worker {
@@ -124,6 +152,9 @@ class Worker {
   // A server of `pool` may have room again: let its first queued request try (after the current
   // completion is handled, not from inside it).
   void wake_queue(PoolRuntime& pool);
+  // A TLS session has decrypted input buffered: deliver it after the current completion.
+  void defer_tls_read(Session* s) { tls_ready_.push_back(s); }
+  void defer_upstream_tls(UpstreamConn* c) { upstream_tls_ready_.push_back(c); }
 
   // A receive could not get a buffer (ENOBUFS); retry it when buffers come back.
   void wait_for_buffer(class RecvOp* op) { starved_.push_back(op); }
@@ -162,6 +193,8 @@ class Worker {
   std::vector<class RecvOp*> starved_;
   std::vector<Session*> dead_;   // closed this iteration, deleted after completions are handled
   std::vector<Session*> woken_;  // dequeued this iteration; retry their pick after completions
+  std::vector<Session*> tls_ready_;  // TLS sessions with buffered input to deliver
+  std::vector<UpstreamConn*> upstream_tls_ready_;
   std::vector<std::unique_ptr<DeadlineList>> extra_timeouts_;
   std::vector<std::unique_ptr<char[]>> free_head_buffers_;
   std::size_t head_buffer_size_ = 0;

@@ -103,7 +103,7 @@ void expand_template(std::string_view tmpl, const RequestContext& ctx, std::stri
     std::string_view value;
     std::size_t len = 0;
     if (tmpl.starts_with("{scheme}")) {
-      value = "http", len = 8;  // no TLS listeners yet; the listener will supply it then
+      value = ctx.req->tls ? "https" : "http", len = 8;
     } else if (tmpl.starts_with("{host}")) {
       value = ctx.host_raw, len = 6;
     } else if (tmpl.starts_with("{path}")) {

@@ -21,6 +21,7 @@ struct RequestView {
   const char* base = nullptr;
   const http::Head* head = nullptr;
   const sockaddr* client = nullptr;  // AF_INET or AF_INET6
+  bool tls = false;                  // arrived on a TLS listener ({scheme} is https)
 };
 
 // Reusable per-worker buffers; capacity grows to the largest request seen, then stays.

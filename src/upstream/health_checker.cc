@@ -313,6 +313,8 @@ struct HealthChecker::ServerCheck : std::enable_shared_from_this<ServerCheck> {
         set_state(h, Health::kDown, why);
       }
     }
+    h.last_passed.store(o.passed, std::memory_order_relaxed);
+    h.last_reason = o.passed ? std::string() : o.reason;
     h.last_check_ms.store(unix_ms(), std::memory_order_relaxed);
   }
 

@@ -69,7 +69,10 @@ void Balancer::apply_settings(const config::Pool& pool) {
 
 bool Balancer::usable(const Server& s, Clock::time_point now) const {
   std::size_t i = static_cast<std::size_t>(&s - servers_.data());
-  if (cfg_->servers[i].drain || s.view.weight == 0 || s.health == Health::kDown) return false;
+  if (cfg_->servers[i].drain || cfg_->servers[i].maintenance || s.view.weight == 0 ||
+      s.health == Health::kDown) {
+    return false;
+  }
   // Ejected by passive health, unless an active check has passed since.
   return !(now < s.ejected_until && s.passes == s.passes_at_ejection);
 }

@@ -75,7 +75,10 @@ class Balancer {
   std::string_view cookie_value(int server) const { return servers_[idx(server)].cookie; }
   int server_for_cookie(std::string_view value) const;
 
-  bool draining(int server) const { return cfg_->servers[idx(server)].drain; }
+  // Draining or in maintenance: no new requests, and its idle connections are not kept.
+  bool draining(int server) const {
+    return cfg_->servers[idx(server)].drain || cfg_->servers[idx(server)].maintenance;
+  }
   std::uint32_t active(int server) const { return servers_[idx(server)].view.active; }
   const config::Pool& config() const { return *cfg_; }
   PoolState& state() { return *state_; }

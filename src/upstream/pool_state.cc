@@ -46,6 +46,9 @@ void PoolState::inherit_health(const PoolState& prev) {
                               std::memory_order_relaxed);
       health_[i].last_check_ms.store(from.last_check_ms.load(std::memory_order_relaxed),
                                      std::memory_order_relaxed);
+      health_[i].last_passed.store(from.last_passed.load(std::memory_order_relaxed),
+                                   std::memory_order_relaxed);
+      health_[i].last_reason = from.last_reason;
     }
   }
 }

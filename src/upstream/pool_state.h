@@ -39,6 +39,10 @@ struct alignas(64) ServerHealth {
   std::atomic<std::uint64_t> passes{0};
   // When the last check finished, for the admin API: unix time in ms (0 = never).
   std::atomic<std::int64_t> last_check_ms{0};
+  // Whether that check passed, and why it failed if it did not. last_reason is written by the
+  // health checker and read by the admin API, both on the control-plane thread only.
+  std::atomic<bool> last_passed{false};
+  std::string last_reason;
 };
 
 class PoolState {
@@ -64,6 +68,8 @@ class PoolState {
   void publish_load(unsigned worker, std::size_t server, std::uint32_t active);
   // Sum of the other workers' last published counts for `server`.
   std::uint32_t others_load(unsigned worker, std::size_t server) const;
+  // Sum of every worker's last published count for `server` (admin API, metrics).
+  std::uint32_t total_load(std::size_t server) const { return others_load(workers_, server); }
 
   PersistenceTable& persistence() { return persistence_; }
 

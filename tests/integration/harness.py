@@ -330,8 +330,9 @@ class Origin:
     IDLE_TIMEOUT = 120.0      # a connection waiting for a request this long is dropped
     REQUEST_TIMEOUT = 60.0    # a request (head + body) must arrive within this
 
-    def __init__(self, name: str = "A", port: int = 0):
+    def __init__(self, name: str = "A", port: int = 0, tls=None):
         self.name = name
+        self.tls = tls  # an ssl.SSLContext (server side): connections are TLS
         self.health_status = 200  # what /healthz answers
         self._bind_port = port    # 0 = ephemeral; a stopped origin restarts on its old port
         self._lock = threading.Lock()
@@ -452,6 +453,13 @@ class Origin:
             thread.start()
 
     def _serve(self, conn: _OriginConnection) -> None:
+        if self.tls is not None:
+            try:
+                conn.sock.settimeout(10)
+                conn.sock = self.tls.wrap_socket(conn.sock, server_side=True)
+            except OSError:
+                _close_quietly(conn.sock)
+                return
         reader = SocketReader(conn.sock)
         try:
             for _ in range(1_000_000):
@@ -1243,3 +1251,101 @@ class ProxyTestCase(unittest.TestCase):
                       f"error body does not mention {status}{where}: {resp.body[:200]!r}")
         self.assertIn("close", resp.headers.tokens("connection"),
                       f"error response {status} lacks 'Connection: close'{where}: {resp}")
+
+
+# --------------------------------------------------------------------------------------------
+# Admin API (src/proxy/admin/, docs/admin-api.md)
+# --------------------------------------------------------------------------------------------
+
+ADMIN_TOKEN = "ops-0123456789abcdef-secret"          # read-write token "ops"
+ADMIN_READ_ONLY_TOKEN = "viewer-0123456789abcdef-ro"  # read-only token "viewer"
+_ADMIN_READY = re.compile(r"admin API ready on (https?)://(\S+):(\d+)")
+_METRICS_READY = re.compile(r"metrics ready on http://(\S+):(\d+)")
+
+
+def admin_block(directory: str, **extra) -> dict:
+    """An `admin:` config block on 127.0.0.1:0 with token files written into `directory`
+    (mode 0600): "ops" (ADMIN_TOKEN, read-write) and "viewer" (ADMIN_READ_ONLY_TOKEN)."""
+    tokens = os.path.join(directory, "admin.tokens")
+    viewers = os.path.join(directory, "viewer.tokens")
+    for path, line in ((tokens, f"ops:{ADMIN_TOKEN}\n"), (viewers, f"viewer:{ADMIN_READ_ONLY_TOKEN}\n")):
+        with open(path, "w") as f:
+            f.write("# name:token\n" + line)
+        os.chmod(path, 0o600)
+    block = {"bind": f"{LOOPBACK}:0", "token_file": tokens, "read_only_token_file": viewers}
+    block.update(extra)
+    return block
+
+
+def admin_url(proxy: "Proxy") -> str:
+    """http[s]://127.0.0.1:PORT of a started proxy's admin API (from its start-up log)."""
+    m = _ADMIN_READY.search(proxy.stderr_text())
+    if not m:
+        raise ProxyError(f"no 'admin API ready on' line\n{proxy.describe()}")
+    return f"{m.group(1)}://{m.group(2)}:{m.group(3)}"
+
+
+def metrics_port(proxy: "Proxy") -> int:
+    m = _METRICS_READY.search(proxy.stderr_text())
+    if not m:
+        raise ProxyError(f"no 'metrics ready on' line\n{proxy.describe()}")
+    return int(m.group(2))
+
+
+@dataclasses.dataclass
+class AdminReply:
+    status: int
+    headers: dict
+    body: bytes
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+class AdminClient:
+    """Requests to the admin API with a bearer token (urllib; HTTPS without verification)."""
+
+    def __init__(self, base_url: str, token: str | None = ADMIN_TOKEN, timeout: float = 10.0):
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body=None, token: str | None = "default",
+                headers: dict | None = None) -> AdminReply:
+        import ssl
+        import urllib.error
+        import urllib.request
+        data = None
+        hdrs = dict(headers or {})
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        tok = self.token if token == "default" else token
+        if tok is not None:
+            hdrs["Authorization"] = f"Bearer {tok}"
+        req = urllib.request.Request(self.base_url + path, data=data, method=method, headers=hdrs)
+        ctx = ssl._create_unverified_context() if self.base_url.startswith("https") else None
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=ctx) as resp:
+                return AdminReply(resp.status, {k.lower(): v for k, v in resp.headers.items()},
+                                  resp.read())
+        except urllib.error.HTTPError as e:
+            return AdminReply(e.code, {k.lower(): v for k, v in e.headers.items()}, e.read())
+
+    def get(self, path: str, **kw) -> AdminReply:
+        return self.request("GET", path, **kw)
+
+    def json(self, method: str, path: str, body=None, expect: int = 200, **kw):
+        reply = self.request(method, path, body, **kw)
+        if reply.status != expect:
+            raise AssertionError(f"{method} {path}: expected {expect}, got {reply.status}: "
+                                 f"{reply.text[:500]}")
+        return reply.json
+
+    def server(self, pool: str, address: str) -> dict:
+        return self.json("GET", f"/api/v1/pools/{pool}/servers/{address}")

@@ -17,8 +17,6 @@ class LocalityLeastConnection final : public Scheduler {
       s = static_cast<std::int16_t>(to);
       return to >= 0;
     });
-    ids_.clear();
-    for (const ServerView& s : servers) ids_.push_back(s.id);
     if (next_ >= servers.size()) next_ = 0;
   }
 
@@ -41,7 +39,7 @@ class LocalityLeastConnection final : public Scheduler {
 
  private:
   LocalityTable<std::int16_t> table_;  // key -> server index
-  std::vector<std::uint64_t> ids_;     // ids at the last rebuild, to remap the table
+  std::vector<std::uint64_t> ids_;     // as of the last rebuild, to remap the table
   std::size_t next_ = 0;               // wlc tie rotation
 };
 

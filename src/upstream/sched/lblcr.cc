@@ -55,8 +55,6 @@ class LocalityReplicated final : public Scheduler {
       set.members = moved;
       return moved != 0;
     });
-    ids_.clear();
-    for (const ServerView& s : servers) ids_.push_back(s.id);
     if (next_ >= servers.size()) next_ = 0;
   }
 
@@ -112,7 +110,7 @@ class LocalityReplicated final : public Scheduler {
   }
 
   LocalityTable<ServerSet> table_;  // key -> servers
-  std::vector<std::uint64_t> ids_;  // ids at the last rebuild, to remap the table
+  std::vector<std::uint64_t> ids_;  // as of the last rebuild, to remap the table
   std::size_t next_ = 0;            // wlc tie rotation
 };
 

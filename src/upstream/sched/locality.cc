@@ -13,22 +13,23 @@ bool overloaded(std::span<const ServerView> servers, std::size_t s, const PickIn
   return false;
 }
 
-std::vector<int> remap_by_id(std::span<const std::uint64_t> old_ids,
-                             std::span<const ServerView> servers) {
-  std::vector<int> map(old_ids.size(), -1);
-  for (std::size_t i = 0; i < old_ids.size(); ++i) {
+std::vector<int> remap_by_id(std::vector<std::uint64_t>& ids, std::span<const ServerView> servers) {
+  std::vector<int> map(ids.size(), -1);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
     // Same place first, so that a list with a repeated id keeps its order.
-    if (i < servers.size() && servers[i].id == old_ids[i]) {
+    if (i < servers.size() && servers[i].id == ids[i]) {
       map[i] = static_cast<int>(i);
       continue;
     }
     for (std::size_t j = 0; j < servers.size(); ++j) {
-      if (servers[j].id == old_ids[i]) {
+      if (servers[j].id == ids[i]) {
         map[i] = static_cast<int>(j);
         break;
       }
     }
   }
+  ids.clear();
+  for (const ServerView& s : servers) ids.push_back(s.id);
   return map;
 }
 

@@ -169,10 +169,10 @@ class LocalityTable {
   std::unique_ptr<Entry[]> entries_;
 };
 
-// Old index -> new index by ServerView::id for rebuild(), -1 where the server is gone. Locality
-// tables store indices, and a reload may reorder, add or remove servers.
-std::vector<int> remap_by_id(std::span<const std::uint64_t> old_ids,
-                             std::span<const ServerView> servers);
+// rebuild() of a locality scheduler: old index -> new index by ServerView::id (-1 where the
+// server is gone), since the tables store indices and a reload may reorder, add or remove
+// servers. `ids` holds the ids of the previous list and is updated to the new one.
+std::vector<int> remap_by_id(std::vector<std::uint64_t>& ids, std::span<const ServerView> servers);
 
 // dh and sh: IPVS's static table of 256 buckets, each naming a server. Built from the servers
 // with weight > 0, each getting buckets in proportion to its weight; availability is checked at

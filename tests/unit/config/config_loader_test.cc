@@ -126,7 +126,7 @@ pools:
     servers:
       - { address: 127.0.0.1:9001, weight: 1 }
       - 127.0.0.1:9002          # shorthand: a plain string is an address with weight 1
-admin: { bind: 127.0.0.1:9090 }
+admin: { bind: 127.0.0.1:9090, token_file: admin.token }
 )";
 
 }  // namespace
@@ -162,7 +162,7 @@ pools:
     servers:
       - { address: 127.0.0.1:9001, weight: 1 }
       - 127.0.0.1:9002
-admin: { bind: 127.0.0.1:9090 }
+admin: { bind: 127.0.0.1:9090, token_file: admin.token }
 )");
   const Config& c = *config;
   CHECK(c.source_path == "test.yaml");
@@ -235,6 +235,7 @@ admin: { bind: 127.0.0.1:9090 }
   REQUIRE(c.admin.has_value());
   CHECK(c.admin->bind.text == "127.0.0.1:9090");
   CHECK(port_of(c.admin->bind) == 9090);
+  CHECK(c.admin->token_file == "admin.token");
 }
 
 TEST_CASE("the brief's example is rejected because its 404 route is unreachable", "[config]") {
@@ -499,25 +500,25 @@ limits: {max_header_size: 1K}
 TEST_CASE("unknown keys are reported in every section", "[config]") {
   CHECK(errors_of(R"(
 listeners:
-  - {name: web, bind: 127.0.0.1:8080, routes: main, tls: {}}
+  - {name: web, bind: 127.0.0.1:8080, routes: main, proto: {}}
 routes:
   main:
     - respond: {status: 200, header: {}}
       name: catch-all
 pools:
-  app: {servers: [127.0.0.1:9001], tls: {}}
-admin: {bind: 127.0.0.1:9090, token_file: admin.token}
+  app: {servers: [127.0.0.1:9001], tsl: {}}
+admin: {bind: 127.0.0.1:9090, token_file: admin.token, users: x}
 access_log: {enable: true}
 forwarding: {forwarded: true}
-)") == Errors{"test.yaml:2:53: unknown key 'tls' in listener; expected one of: name, bind, routes",
+)") == Errors{"test.yaml:2:53: unknown key 'proto' in listener; expected one of: name, bind, routes, "
+              "tls",
               "test.yaml:5:30: unknown key 'header' in respond; did you mean 'headers'?",
               "test.yaml:6:7: unknown key 'name' in route; expected one of: match, pool, split, "
               "redirect, respond, goto, sticky, request_headers, response_headers, rewrite, "
               "fallback",
-              "test.yaml:8:36: unknown key 'tls' in pool; expected one of: scheduler, hash, "
-              "fallback, max_idle_per_server, retries, connect_timeout, response_timeout, queue, "
-              "persistence, health, outlier, servers",
-              "test.yaml:9:31: unknown key 'token_file' in admin; expected one of: bind",
+              "test.yaml:8:36: unknown key 'tsl' in pool; did you mean 'tls'?",
+              "test.yaml:9:56: unknown key 'users' in admin; expected one of: bind, token_file, "
+              "read_only_token_file, tls, metrics_bind",
               "test.yaml:10:14: unknown key 'enable' in access_log; did you mean 'enabled'?",
               "test.yaml:11:14: unknown key 'forwarded' in forwarding; expected one of: "
               "x_forwarded_for, x_forwarded_proto, via"});
@@ -565,7 +566,7 @@ listeners:
   - {name: v6b, bind: "[0:0::1]:8080", routes: main}
 routes: {main: [{pool: app}]}
 pools: {app: {servers: [127.0.0.1:9001]}}
-admin: {bind: 127.0.0.1:8081}
+admin: {bind: 127.0.0.1:8081, token_file: t}
 )") == Errors{"test.yaml:3:12: duplicate listener name 'web'; first defined at line 2",
               "test.yaml:4:23: duplicate bind 127.0.0.1:8080; already used by listener 'web' at "
               "line 2",
@@ -581,15 +582,102 @@ listeners:
   - {name: a, bind: 127.0.0.1:0, routes: main}
   - {name: b, bind: 127.0.0.1:0, routes: main}
 routes: {main: [{respond: {}}]}
-admin: {bind: 127.0.0.1:0}
+admin: {bind: 127.0.0.1:0, token_file: t, metrics_bind: 127.0.0.1:0}
 )");
   CHECK(config->listeners.size() == 2);
 }
 
 TEST_CASE("admin needs a bind", "[config]") {
   CHECK(errors_of(with_minimal(R"(
-admin: {}
+admin: {token_file: t}
 )")) == Errors{"test.yaml:1:8: admin is missing required key 'bind'"});
+}
+
+TEST_CASE("admin needs a token file", "[config]") {
+  CHECK(errors_of(with_minimal(R"(
+admin: {bind: 127.0.0.1:9090}
+)")) == Errors{"test.yaml:1:8: admin is missing required key 'token_file'"});
+}
+
+TEST_CASE("admin token files must not be empty names", "[config]") {
+  CHECK(errors_of(with_minimal(R"(
+admin: {bind: 127.0.0.1:9090, token_file: "", read_only_token_file: ""}
+)")) == Errors{"test.yaml:1:43: admin.token_file must not be empty",
+               "test.yaml:1:69: admin.read_only_token_file must not be empty"});
+}
+
+TEST_CASE("admin paths are resolved against the configuration file's directory", "[config]") {
+  auto r = switchyard::config::load_string(
+      "listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]\n"
+      "routes: {main: [{respond: {}}]}\n"
+      "admin: {bind: 127.0.0.1:9090, token_file: admin.token, read_only_token_file: /etc/ro}\n",
+      "/etc/switchyard/sy.yaml");
+  REQUIRE(r.ok());
+  CHECK(r.config->admin->token_file == "/etc/switchyard/admin.token");
+  CHECK(r.config->admin->read_only_token_file == "/etc/ro");
+  CHECK_FALSE(r.config->admin->metrics_bind.has_value());
+  CHECK_FALSE(r.config->admin->tls.has_value());
+}
+
+TEST_CASE("admin metrics_bind must differ from admin.bind and the listeners", "[config]") {
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{respond: {}}]}
+admin: {bind: 127.0.0.1:9090, token_file: t, metrics_bind: 127.0.0.1:9090}
+)") == Errors{"test.yaml:3:60: duplicate bind 127.0.0.1:9090; already used by admin at line 3"});
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{respond: {}}]}
+admin: {bind: 127.0.0.1:9090, token_file: t, metrics_bind: 127.0.0.1:8080}
+)") == Errors{"test.yaml:3:60: duplicate bind 127.0.0.1:8080; already used by listener 'web' at "
+              "line 1"});
+}
+
+TEST_CASE("admin tls needs cert and key", "[config]") {
+  CHECK(errors_of(with_minimal(R"(
+admin: {bind: 127.0.0.1:9090, token_file: t, tls: {cert: a.pem}}
+)")) == Errors{"test.yaml:1:51: admin.tls is missing required key 'key'"});
+  CHECK(errors_of(with_minimal(R"(
+admin: {bind: 127.0.0.1:9090, token_file: t, tls: {key: a.key, certificate: a.pem}}
+)")) == Errors{"test.yaml:1:51: admin.tls is missing required key 'cert'",
+               "test.yaml:1:64: unknown key 'certificate' in admin.tls; expected one of: cert, "
+               "key"});
+}
+
+TEST_CASE("admin tls files must exist", "[config]") {
+  auto errors = errors_of(with_minimal(R"(
+admin: {bind: 127.0.0.1:9090, token_file: t, tls: {cert: /nonexistent/a.pem, key: /nonexistent/a.key}}
+)"));
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].starts_with("test.yaml:1:51: "));
+  CHECK(errors[0].find("/nonexistent/a.pem") != std::string::npos);
+}
+
+TEST_CASE("a server may be in maintenance", "[config]") {
+  auto c = load_ok(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: app}]}
+pools: {app: {servers: [{address: 127.0.0.1:9001, maintenance: true}, 127.0.0.1:9002]}}
+)");
+  CHECK(c->pools.at("app").servers[0].maintenance);
+  CHECK_FALSE(c->pools.at("app").servers[1].maintenance);
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{pool: app}]}
+pools: {app: {servers: [{address: 127.0.0.1:9001, maintenance: yes}]}}
+)").size() == 1);
+}
+
+TEST_CASE("routes are numbered across tables in name order", "[config]") {
+  auto c = load_ok(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes:
+  main: [{match: {path: /a}, respond: {status: 201}}, {respond: {}}]
+  api: [{respond: {}}]
+)");
+  CHECK(c->routes.at("api").routes[0].index == 0);
+  CHECK(c->routes.at("main").routes[0].index == 1);
+  CHECK(c->routes.at("main").routes[1].index == 2);
 }
 
 TEST_CASE("invalid addresses are reported with the reason", "[config]") {
@@ -1651,6 +1739,8 @@ TEST_CASE("docs/configuration.md has a row for every key the loader accepts, and
       {"timeouts.", "timeouts: {zzzzzzzz: 1}"},
       {"forwarding.", "forwarding: {zzzzzzzz: 1}"},
       {"listeners[].", "listeners: [{zzzzzzzz: 1}]"},
+      {"listeners[].tls.", "listeners: [{tls: {zzzzzzzz: 1}}]"},
+      {"listeners[].tls.certificates[].", "listeners: [{tls: {certificates: [{zzzzzzzz: 1}]}}]"},
       {"routes.<table>[].", "routes: {t: [{zzzzzzzz: 1}]}"},
       {"routes.<table>[].respond.", "routes: {t: [{respond: {zzzzzzzz: 1}}]}"},
       {"routes.<table>[].match.", "routes: {t: [{match: {zzzzzzzz: 1}}]}"},
@@ -1678,7 +1768,12 @@ TEST_CASE("docs/configuration.md has a row for every key the loader accepts, and
       {"pools.<name>.health.", "pools: {p: {health: {zzzzzzzz: 1}}}"},
       {"pools.<name>.health.http.", "pools: {p: {health: {http: {zzzzzzzz: 1}}}}"},
       {"pools.<name>.outlier.", "pools: {p: {outlier: {zzzzzzzz: 1}}}"},
+      {"pools.<name>.tls.", "pools: {p: {tls: {zzzzzzzz: 1}}}"},
       {"admin.", "admin: {zzzzzzzz: 1}"},
+      {"l4.", "l4: {zzzzzzzz: 1}"},
+      {"l4.connections.", "l4: {connections: {zzzzzzzz: 1}}"},
+      {"l4.services[].", "l4: {services: [{zzzzzzzz: 1}]}"},
+      {"l4.services[].servers[].", "l4: {services: [{servers: [{zzzzzzzz: 1}]}]}"},
   };
   std::set<std::string> accepted;
   for (const auto& [prefix, yaml] : sections) {
@@ -1706,4 +1801,185 @@ TEST_CASE("a pool with more than 64 servers is refused", "[config]") {
   REQUIRE(r.diagnostics.size() == 1);
   CHECK(r.diagnostics[0].to_string() ==
         "t.yaml:9:7: pool 'big' has 65 servers; at most 64 are supported");
+}
+
+// ---------------------------------------------------------------------------------------------
+// l4: the kernel fast path
+
+TEST_CASE("an l4 section with services needs no listener", "[config][l4]") {
+  auto config = load_ok(R"(
+l4:
+  interfaces: [eth0, eth1]
+  xdp_mode: generic
+  pin_path: /sys/fs/bpf/lb1
+  connections: { size: 100000, tcp_timeout: 1h, tcp_fin_timeout: 30s, udp_timeout: 60s }
+  services:
+    - name: web
+      vip: 192.0.2.10:80
+      scheduler: mh
+      hash: source_port
+      mode: dr
+      on_down: reschedule
+      health: { tcp: true, interval: 1s }
+      servers:
+        - 10.0.0.11:80
+        - { address: 10.0.0.12:80, weight: 3, mode: tun }
+        - { address: "[2001:db8::12]:80", mode: tun }
+    - name: dns
+      vip: "[2001:db8::53]:53"
+      protocol: udp
+      servers: ["[2001:db8::1]:5353"]
+)");
+  REQUIRE(config->l4.has_value());
+  const L4& l4 = *config->l4;
+  CHECK(config->listeners.empty());
+  CHECK(l4.interfaces == std::vector<std::string>{"eth0", "eth1"});
+  CHECK(l4.xdp_mode == L4::XdpMode::kGeneric);
+  CHECK(l4.pin_path == "/sys/fs/bpf/lb1");
+  CHECK(l4.connections == 100000);
+  CHECK(l4.tcp_timeout == 3600s);
+  CHECK(l4.tcp_fin_timeout == 30s);
+  CHECK(l4.udp_timeout == 60s);
+  REQUIRE(l4.services.size() == 2);
+  const L4Service& web = l4.services[0];
+  CHECK(web.name == "web");
+  CHECK(ip_of(web.vip) == "192.0.2.10");
+  CHECK(port_of(web.vip) == 80);
+  CHECK(web.protocol == 6);
+  CHECK(web.scheduler == "mh");
+  CHECK(web.hash_port);
+  CHECK(web.reschedule_down);
+  REQUIRE(web.health.has_value());
+  CHECK(web.health->interval == 1s);
+  REQUIRE(web.servers.size() == 3);
+  CHECK(web.servers[0].mode == L4Mode::kDr);
+  CHECK(web.servers[0].weight == 1);
+  CHECK(web.servers[1].mode == L4Mode::kTun);
+  CHECK(web.servers[1].weight == 3);
+  CHECK(web.servers[2].address.family() == AF_INET6);
+  const L4Service& dns = l4.services[1];
+  CHECK(dns.protocol == 17);
+  CHECK(dns.scheduler == "rr");
+  CHECK_FALSE(dns.reschedule_down);
+  CHECK(dns.servers[0].mode == L4Mode::kNat);
+}
+
+TEST_CASE("l4 defaults", "[config][l4]") {
+  auto config = load_ok(R"(
+l4:
+  interfaces: eth0
+  services: [{ name: web, vip: 192.0.2.10:80, servers: [10.0.0.11:8080] }]
+)");
+  const L4& l4 = *config->l4;
+  CHECK(l4.xdp_mode == L4::XdpMode::kAuto);
+  CHECK(l4.pin_path == "/sys/fs/bpf/switchyard");
+  CHECK(l4.connections == 262144);
+  CHECK(l4.tcp_timeout == 900s);
+  CHECK(l4.tcp_fin_timeout == 120s);
+  CHECK(l4.udp_timeout == 300s);
+  CHECK(l4.services[0].servers[0].mode == L4Mode::kNat);
+}
+
+TEST_CASE("without l4 and listeners a listener is still required", "[config][l4]") {
+  CHECK(errors_of("workers: 1\n") ==
+        Errors{"test.yaml: at least one listener is required"});
+}
+
+TEST_CASE("l4 errors point at the value with did-you-mean", "[config][l4]") {
+  CHECK(errors_of(R"(
+l4:
+  interfaces: [eth0]
+  services:
+    - name: web
+      vip: 192.0.2.10:80
+      schedulr: mh
+      servers: [10.0.0.11:80]
+)") == Errors{"test.yaml:6:7: unknown key 'schedulr' in l4 service; did you mean 'scheduler'?"});
+  CHECK(errors_of(R"(
+l4:
+  interfaces: [eth0]
+  services:
+    - name: web
+      vip: 192.0.2.10:80
+      scheduler: mhh
+      mode: dsr
+      servers: [10.0.0.11:80]
+)") == Errors{"test.yaml:6:18: unsupported l4 scheduler 'mhh'; did you mean 'mh'?",
+              "test.yaml:7:13: unknown l4 mode 'dsr'; did you mean 'dr'?"});
+  CHECK(errors_of(R"(
+l4:
+  interfacs: [eth0]
+)") == Errors{"test.yaml:2:3: unknown key 'interfacs' in l4; did you mean 'interfaces'?"});
+}
+
+TEST_CASE("l4 servers: DR/TUN keep the VIP port, NAT/DR keep the family", "[config][l4]") {
+  CHECK(errors_of(R"(
+l4:
+  interfaces: [eth0]
+  services:
+    - name: web
+      vip: 192.0.2.10:80
+      mode: dr
+      servers:
+        - 10.0.0.11:8080
+        - { address: "[2001:db8::1]:80", mode: nat }
+        - { address: "[2001:db8::2]:80", mode: tun }
+)") == Errors{"test.yaml:8:11: dr server 10.0.0.11:8080 must use the vip's port 80: dr mode does "
+              "not rewrite the packet (only nat mode can change the port)",
+              "test.yaml:9:22: nat server [2001:db8::1]:80 and vip 192.0.2.10:80 are of different "
+              "address families; only tun mode can carry IPv4 in IPv6 or IPv6 in IPv4"});
+}
+
+TEST_CASE("l4 services are unique by name and by vip and protocol", "[config][l4]") {
+  CHECK(errors_of(R"(
+l4:
+  interfaces: [eth0]
+  services:
+    - { name: a, vip: 192.0.2.10:80, servers: [10.0.0.11:80] }
+    - { name: a, vip: 192.0.2.10:81, servers: [10.0.0.11:80] }
+    - { name: b, vip: 192.0.2.10:80, servers: [10.0.0.11:80] }
+    - { name: c, vip: 192.0.2.10:80, protocol: udp, servers: [10.0.0.11:80, 10.0.0.11:80] }
+)") == Errors{"test.yaml:5:7: duplicate l4 service 'a'; first defined at line 4",
+              "test.yaml:6:7: l4 service 'b' repeats tcp 192.0.2.10:80 of the service at line 4",
+              "test.yaml:7:77: duplicate server 10.0.0.11:80 in l4 service 'c'; first listed at "
+              "line 7"});
+}
+
+TEST_CASE("l4 values are validated", "[config][l4]") {
+  CHECK(errors_of(R"(
+l4:
+  interfaces: [eth0/1]
+  xdp_mode: fast
+  pin_path: relative/dir
+  connections: { size: 10, tcp_timeout: 10ms }
+  services:
+    - name: web
+      vip: 192.0.2.10:0
+      protocol: sctp
+      scheduler: rr
+      hash: source
+      on_down: drop
+      servers: []
+)") == Errors{
+               "test.yaml:2:16: invalid interface name 'eth0/1': expected 1 to 15 characters "
+               "without '/', ':' or blanks",
+               "test.yaml:3:13: unknown xdp_mode 'fast'; expected one of: auto, native, generic",
+               "test.yaml:4:13: l4.pin_path must be an absolute path (a directory on bpffs, e.g. "
+               "/sys/fs/bpf/switchyard), got 'relative/dir'",
+               "test.yaml:5:24: l4.connections.size must be between 1024 and 67108864, got 10",
+               "test.yaml:5:41: l4.connections.tcp_timeout must be at least 1s, got 10ms",
+               "test.yaml:8:12: invalid vip '192.0.2.10:0': a virtual service needs a port other "
+               "than 0",
+               "test.yaml:9:17: unknown protocol 'sctp'; expected tcp or udp",
+               "test.yaml:11:7: hash is only allowed with the sh and mh schedulers; 'rr' does not "
+               "hash the client",
+               "test.yaml:12:16: unknown on_down 'drop'; expected keep (flows of a DOWN server "
+               "continue) or reschedule (they move to another server)",
+               "test.yaml:13:16: l4 service 'web' needs at least one server",
+           });
+  CHECK(errors_of(R"(
+l4:
+  services: [{ name: web, vip: 192.0.2.10:80, servers: [10.0.0.11:80] }]
+)") == Errors{"test.yaml:2:3: l4 has services but no interfaces: list where the XDP program is "
+              "attached, e.g. interfaces: [eth0]"});
 }

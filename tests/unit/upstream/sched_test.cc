@@ -504,7 +504,7 @@ TEST_CASE("lblcr grows a key's server set under overload and shrinks it after 6 
         static_cast<int>((b + 2) % 4));
 }
 
-TEST_CASE("lblcr keeps distinct keys on distinct servers", "[sched]") {
+TEST_CASE("lblcr spreads new keys by wlc and keeps each on its set", "[sched]") {
   std::vector<ServerView> v = equal(4);
   for (ServerView& s : v) s.weight = 100;
   auto lblcr = make("lblcr", v);
