@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <span>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -634,6 +637,39 @@ SourceMark mark_of(const YAML::Node& node) {
   return mark_of(node.Mark());
 }
 
+// Where each document of a YAML text starts, found by parsing it without building nodes.
+// yaml-cpp 0.7's LoadAll never returns when a document-level token cannot start a node (a stray
+// ',' as in "," or "[a], b"; found by fuzzing): its parser then returns without consuming the
+// token, and LoadAll adds an empty document per turn until memory runs out, so `check` and a
+// reload would hang. A document that starts where the previous one did is that loop.
+struct DocumentStarts final : YAML::EventHandler {
+  std::vector<YAML::Mark> marks;
+  void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// Null when yaml-cpp's LoadAll terminates on `yaml`; else the mark where it would loop.
+std::optional<YAML::Mark> load_all_would_loop(std::string_view yaml) {
+  std::istringstream stream{std::string(yaml)};
+  YAML::Parser parser(stream);
+  DocumentStarts starts;
+  while (parser.HandleNextDocument(starts)) {
+    std::size_t n = starts.marks.size();
+    if (n >= 2 && starts.marks[n - 1].pos == starts.marks[n - 2].pos) return starts.marks[n - 1];
+  }
+  return std::nullopt;
+}
+
 // A YAML value and where to point at it. An empty value (`bind:`) has no useful mark of its own
 // (yaml-cpp places it at the start of the next line), so messages about it point at its key.
 struct Value {
@@ -989,8 +1025,12 @@ std::optional<SocketAddress> Loader::read_address(const Value& v) {
 LoadResult Loader::run(std::string_view yaml) {
   config_.source_path = file_;
   try {
-    std::vector<YAML::Node> documents = YAML::LoadAll(std::string(yaml));
-    if (documents.size() > 1) {
+    std::optional<YAML::Mark> loops_at = load_all_would_loop(yaml);
+    std::vector<YAML::Node> documents;
+    if (!loops_at) documents = YAML::LoadAll(std::string(yaml));
+    if (loops_at) {
+      error(mark_of(*loops_at), "invalid YAML: unexpected character (a stray ','?)");
+    } else if (documents.size() > 1) {
       error(mark_of(documents[1]), "expected a single YAML document, found a second one here");
     } else if (documents.empty() || documents[0].IsNull()) {
       error({}, "at least one listener is required");

@@ -116,7 +116,9 @@ void write_client_response(const char* base, const Head& response, const Respons
     std::string_view name = h.name.in(base);
     if (is_hop_by_hop(name)) continue;
     if (has_connection_list && named_by_connection(base, response, name)) continue;
-    if (fwd.dechunk && iequals(name, "transfer-encoding")) continue;
+    // RFC 9112 §6.1: never Transfer-Encoding to an HTTP/1.0 client (it cannot know it; we
+    // de-chunk its bodies), including on the bodiless answers to HEAD, 204 and 304.
+    if ((fwd.dechunk || fwd.client_http10) && iequals(name, "transfer-encoding")) continue;
     if (edits_drop(fwd.edits, name)) continue;
     append_header(out, name, h.value.in(base));
   }

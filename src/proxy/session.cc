@@ -339,6 +339,8 @@ void Session::drain() {
 void Session::close() {
   if (closing_) return;
   closing_ = true;
+  recycle(held_.bid);
+  held_ = HeldPiece{};
   leave_queue();
   client_timer_.disarm();
   upstream_timer_.disarm();
@@ -659,6 +661,12 @@ void Session::handle_request_body(const char* data, std::size_t len, int bid) {
 
 void Session::start_upstream(bool allow_idle) {
   if (!pool_) return fail(503);
+  if (up_send_.in_flight()) {
+    // A send to the previous server is being cancelled and still owns up_send_: go on when its
+    // completion arrives (on_upstream_send).
+    deferred_start_ = allow_idle ? DeferredStart::kAny : DeferredStart::kFresh;
+    return;
+  }
   upstream::PickRequest pr;
   pr.key = keys_.hash;
   pr.has_key = keys_.has_hash;
@@ -854,6 +862,11 @@ void Session::on_upstream_send(int res) {
     up_send_bid_ = -1;
   }
   if (closing_) return maybe_free();
+  if (deferred_start_ != DeferredStart::kNone) {
+    bool allow_idle = deferred_start_ == DeferredStart::kAny;
+    deferred_start_ = DeferredStart::kNone;
+    return start_upstream(allow_idle);
+  }
   if (res < 0) {
     // The upstream went away while we were sending. The receive side reports what the client
     // gets (a retry, a 502, or the end of a response it already sent).
@@ -894,8 +907,9 @@ void Session::on_upstream_data(int res, const char* data, int bid) {
     }
     // Nothing of the response yet. Safe to send again only if the whole request is still in
     // in_, it is idempotent (the server may have acted on it) and our send is not half-done.
+    // (Our send may still be in flight: start_upstream waits for it to finish being cancelled.)
     bool replay = response_bytes_seen_ == 0 && req_state_ == ReqState::kDone && replayable_ &&
-                  !up_sending() && is_idempotent(req_.head().method.in(in_.get()));
+                  is_idempotent(req_.head().method.in(in_.get()));
     if (replay && up_->reused() && !stale_retry_) {
       // A reused keep-alive connection the server closed just as we sent: the server is fine,
       // the connection was stale. Once, on a fresh connection to the same server.
@@ -1055,6 +1069,11 @@ void Session::handle_response_body(const char* data, std::size_t len, int bid) {
     resp_state_ = RespState::kDone;
     if (consumed != len) upstream_reusable_ = false;
   }
+  if (client_send_.in_flight()) {
+    // The read-ahead piece (see read_ahead): parsed already, sent when the current send is done.
+    held_ = HeldPiece{data, consumed, bid};
+    return;
+  }
   client_send_.clear();
   if (dechunk_) {
     client_send_.add(dechunked_.data(), dechunked_.size());
@@ -1069,6 +1088,20 @@ void Session::handle_response_body(const char* data, std::size_t len, int bid) {
   }
   client_send_bid_ = bid;
   submit_client_send();
+  read_ahead();
+}
+
+// Keeps the next response read in flight while this piece goes to the client, so that receiving
+// from the server and sending to the client overlap instead of alternating (one buffer ahead,
+// which is still the back-pressure: nothing more is read until the client takes this piece).
+// Only for pieces in their own ring buffer: not de-chunked ones (dechunked_ is reused) nor the
+// TLS connection's single plaintext buffer.
+void Session::read_ahead() {
+  if (resp_state_ != RespState::kBody || dechunk_ || client_send_bid_ < 0 || held_.bid >= 0) {
+    return;
+  }
+  pool_->response_timeouts->arm(upstream_timer_, w_.now());
+  up_->ensure_recv();
 }
 
 void Session::on_client_send_cb(void* self, int res, std::uint32_t) {
@@ -1085,6 +1118,18 @@ void Session::on_client_send(int res) {
   if (closing_) return maybe_free();
   if (res < 0) return close();
   bytes_out_ += static_cast<std::uint64_t>(res);
+  if (held_.bid >= 0) {
+    HeldPiece h = held_;
+    held_ = HeldPiece{};
+    if (h.len > 0) {
+      client_send_.clear();
+      client_send_.add(h.data, h.len);
+      client_send_bid_ = h.bid;
+      submit_client_send();
+      return read_ahead();
+    }
+    recycle(h.bid);  // framing only (a chunk header): nothing to send
+  }
   switch (resp_state_) {
     case RespState::kLocal:
       log_access();
@@ -1132,6 +1177,7 @@ void Session::next_request() {
   up_head_.clear();
   decision_ = {};
   pool_ = nullptr;
+  deferred_start_ = DeferredStart::kNone;
   if (rest == 0) release_buffers();
   req_.begin_head(in_.get());
   adopt_view();

@@ -163,6 +163,7 @@ class Session {
   void advance_response();
   void send_response_head();
   void handle_response_body(const char* data, std::size_t len, int bid);
+  void read_ahead();
   void finish_exchange();
   void next_request();
   void respond_configured(const config::Respond& r);
@@ -240,6 +241,13 @@ class Session {
   int status_ = 0;
   std::uint64_t bytes_out_ = 0;
   std::uint64_t response_bytes_seen_ = 0;
+  // A response body piece read ahead while the previous one is being sent (see read_ahead).
+  struct HeldPiece {
+    const char* data = nullptr;
+    std::size_t len = 0;
+    int bid = -1;
+  };
+  HeldPiece held_;
 
   // Operations in flight (each counted in inflight_).
   RecvOp client_recv_;
@@ -247,7 +255,10 @@ class Session {
   SendOp up_send_;
   int client_send_bid_ = -1;  // buffer to recycle when client_send_ completes
   int up_send_bid_ = -1;
-  bool up_tls_send_ = false;  // up_send_'s bytes were handed to a TLS connection
+  bool up_tls_send_ = false;
+  // start_upstream() waiting for a cancelled send on up_send_ to complete.
+  enum class DeferredStart { kNone, kAny, kFresh };
+  DeferredStart deferred_start_ = DeferredStart::kNone;  // up_send_'s bytes were handed to a TLS connection
   int inflight_ = 0;
   bool closing_ = false;
   bool freed_ = false;

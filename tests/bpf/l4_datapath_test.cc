@@ -541,7 +541,7 @@ TEST_CASE("FIN and RST shorten a flow's lifetime; expired flows are rescheduled"
   REQUIRE(bpf_map_lookup_elem(conns, &k, &c) == 0);
   CHECK(c.state == L4_CONN_CLOSING);
   // Age the closing flow past tcp_fin_timeout (2s): the next packet schedules it afresh.
-  c.atime_ns -= 3'000'000'000ull;
+  c.atime -= 3ull * fx.director->hz();
   REQUIRE(bpf_map_update_elem(conns, &k, &c, BPF_EXIST) == 0);
   const std::uint64_t expired = fx.stat(L4_STAT_CONN_EXPIRED);
   run(fx.prog, rr_frame(45001, kAck));

@@ -406,7 +406,6 @@ class NatTest(L4TestCase):
             seen.add(lab.curl())
         self.assertIn(victim, seen)
 
-    @unittest.skip("in progress: flows across a director restart (pinned maps) are not kept yet")
     def test_restarted_director_keeps_established_flows(self):
         lab = Lab(self, "nat")
         lab.start_director()

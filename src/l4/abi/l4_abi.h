@@ -69,6 +69,9 @@ enum l4_mode {
 /* l4_real.flags */
 #define L4_REAL_F_IN_USE 0x01    /* slot holds a configured server */
 #define L4_REAL_F_AVAILABLE 0x02 /* healthy and not quiesced: may take new flows */
+/* Copy of the service's L4_VS_F_RESCHEDULE_DOWN, so an established flow is judged from its
+ * real's entry alone (the data path looks the flow up before, and instead of, the service). */
+#define L4_REAL_F_RESCHEDULE_DOWN 0x04
 
 /* l4_conn.state */
 #define L4_CONN_ACTIVE 0
@@ -134,9 +137,9 @@ L4_STATIC_ASSERT(sizeof(struct l4_service) == 16, "l4_service layout");
  * and bpf_check_mtu give them. The data path caches it in the entries below for up to a second
  * (a FIB lookup costs more than all the rest of the established-flow path) and refreshes it
  * after that, so route and neighbour changes take effect within a second. Written by the data
- * path only (the control plane writes zeros, meaning "look up"); time_ns is written last. */
+ * path only (the control plane writes zeros, meaning "look up"); `time` is written last. */
 struct l4_nexthop {
-  __u64 time_ns; /* bpf_ktime_get_coarse_ns of the lookup; 0 = none */
+  __u64 time; /* bpf_jiffies64() of the lookup; 0 = none */
   __u32 ifindex;
   __u16 mtu;
   __u8 dmac[6];
@@ -179,7 +182,7 @@ struct l4_flow_key {
 L4_STATIC_ASSERT(sizeof(struct l4_flow_key) == 40, "l4_flow_key layout");
 
 struct l4_conn {
-  __u64 atime_ns; /* last refresh, bpf_ktime_get_coarse_ns (refreshed at most once a second) */
+  __u64 atime; /* last refresh, bpf_jiffies64() (refreshed at most once a second) */
   __u32 real_id;
   __u32 real_gen; /* l4_real.gen when the flow was scheduled */
   __u8 state;     /* L4_CONN_* */
@@ -197,13 +200,17 @@ struct l4_nat_rev {
 };
 L4_STATIC_ASSERT(sizeof(struct l4_nat_rev) == 56, "l4_nat_rev layout");
 
-/* globals: ARRAY with one entry. */
+/* globals: ARRAY with one entry.
+ *
+ * Time in the data path is jiffies (bpf_jiffies64, which the x86 JIT inlines to a load), not
+ * nanoseconds: bpf_ktime_get_*_ns is a helper call that costs as much as a map lookup, once per
+ * packet. The control plane measures the kernel's HZ at start and converts the timeouts. */
 struct l4_globals {
-  __u64 tcp_timeout_ns;     /* established TCP flow idle timeout */
-  __u64 tcp_fin_timeout_ns; /* after FIN/RST from the client */
-  __u64 udp_timeout_ns;
-  __u32 flags; /* reserved for feature switches; 0 today */
-  __u32 reserved;
+  __u64 tcp_timeout;     /* jiffies: established TCP flow idle timeout */
+  __u64 tcp_fin_timeout; /* jiffies: after FIN/RST from the client */
+  __u64 udp_timeout;     /* jiffies */
+  __u32 hz;              /* jiffies per second: refresh period of atime and next hops */
+  __u32 flags;           /* reserved for feature switches; 0 today */
 };
 L4_STATIC_ASSERT(sizeof(struct l4_globals) == 32, "l4_globals layout");
 

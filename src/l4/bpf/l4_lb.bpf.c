@@ -123,10 +123,8 @@ struct {
 
 /* ------------------------------------------------------------------------------------------ */
 
-#define NSEC_PER_SEC 1000000000ull
 /* A flow's atime is rewritten at most this often: a write per packet would make every core
  * that handles a flow dirty the same cache line. Timeouts are seconds, so this costs nothing. */
-#define ATIME_REFRESH_NS NSEC_PER_SEC
 
 struct packet {
   struct l4_flow_key key;
@@ -367,15 +365,13 @@ static __always_inline int encapsulate(struct xdp_md* ctx, struct packet* p,
   return 0;
 }
 
-#define NEXTHOP_REFRESH_NS NSEC_PER_SEC
-
 /* The next hop towards `dst` (see struct l4_nexthop), refreshed from the FIB when older than a
  * second. NULL when the kernel has no usable answer (no route, no neighbour entry yet): the
  * packet is then left to tc, which can resolve neighbours. */
 static __always_inline struct l4_nexthop* nexthop(struct xdp_md* ctx, struct l4_nexthop* nh,
                                                   __u8 family, const __u32 src[4],
-                                                  const __u32 dst[4], __u64 now) {
-  if (nh->time_ns && now - nh->time_ns < NEXTHOP_REFRESH_NS) return nh;
+                                                  const __u32 dst[4], __u64 now, __u64 refresh) {
+  if (nh->time && now - nh->time < refresh) return nh;
   struct bpf_fib_lookup fib = {};
   fib.ifindex = ctx->ingress_ifindex;
   if (family == L4_FAMILY_V4) {
@@ -394,7 +390,7 @@ static __always_inline struct l4_nexthop* nexthop(struct xdp_md* ctx, struct l4_
   nh->mtu = (__u16)mtu;
   __builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
   __builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
-  nh->time_ns = now;
+  nh->time = now;
   return nh;
 }
 
@@ -428,8 +424,8 @@ static __always_inline int defer_to_tc(struct xdp_md* ctx, __u16 kind, __u32 rea
 }
 
 static __always_inline __u64 flow_timeout(const struct l4_globals* g, __u8 proto, __u8 state) {
-  if (proto == IPPROTO_UDP) return g->udp_timeout_ns;
-  return state == L4_CONN_CLOSING ? g->tcp_fin_timeout_ns : g->tcp_timeout_ns;
+  if (proto == IPPROTO_UDP) return g->udp_timeout;
+  return state == L4_CONN_CLOSING ? g->tcp_fin_timeout : g->tcp_timeout;
 }
 
 /* A new flow's real server, or NULL when the service has none available. */
@@ -460,56 +456,41 @@ static __always_inline struct l4_real* schedule(const struct l4_service* vs, str
   return real;
 }
 
-static __always_inline int forward(struct xdp_md* ctx, struct packet* p,
-                                   const struct l4_service* vs) {
-  __u32 zero = 0;
-  const struct l4_globals* g = bpf_map_lookup_elem(&globals, &zero);
-  if (!g) return XDP_PASS;
-  __u64 now = bpf_ktime_get_coarse_ns();
-  int closing = (p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) != 0;
-
-  struct l4_real* real = 0;
-  __u32 real_id = 0;
-  int is_new = 0;
+/* The real server of an established flow, or NULL when the flow is unknown, expired, or its real
+ * left the configuration (or is down and the service reschedules). Needs no service lookup: the
+ * flow key already contains VIP:port:proto, and everything to judge the flow is in its real's
+ * entry. This is the packet-rate path, so it is kept to one hash and two array lookups. */
+static __always_inline struct l4_real* established(struct packet* p, const struct l4_globals* g,
+                                                   __u64 now, __u32* real_id) {
   struct l4_conn* conn = bpf_map_lookup_elem(&conns, &p->key);
-  if (conn) {
-    real_id = conn->real_id;
-    real = bpf_map_lookup_elem(&reals, &real_id);
-    if (now - conn->atime_ns > flow_timeout(g, p->key.proto, conn->state)) {
-      count(L4_STAT_CONN_EXPIRED);
-      real = 0;
-    } else if (!real || real->gen != conn->real_gen || !(real->flags & L4_REAL_F_IN_USE) ||
-               (!(real->flags & L4_REAL_F_AVAILABLE) && (vs->flags & L4_VS_F_RESCHEDULE_DOWN))) {
-      count(L4_STAT_RESCHEDULED);
-      real = 0;
-    } else {
-      count(L4_STAT_CONN_HIT);
-      if (closing && conn->state != L4_CONN_CLOSING) {
-        conn->state = L4_CONN_CLOSING;
-        conn->atime_ns = now;
-      } else if (now - conn->atime_ns > ATIME_REFRESH_NS) {
-        conn->atime_ns = now;
-      }
-    }
+  if (!conn) return 0;
+  *real_id = conn->real_id;
+  struct l4_real* real = bpf_map_lookup_elem(&reals, real_id);
+  if (now - conn->atime > flow_timeout(g, p->key.proto, conn->state)) {
+    count(L4_STAT_CONN_EXPIRED);
+    return 0;
   }
-  if (!real) {
-    real = schedule(vs, p, &real_id);
-    if (!real) {
-      count(L4_STAT_NO_REAL);
-      count_flow(&vs_stats, vs->id, 0, 0, 1);
-      return XDP_DROP;
-    }
-    struct l4_conn fresh = {
-        .atime_ns = now,
-        .real_id = real_id,
-        .real_gen = real->gen,
-        .state = closing ? L4_CONN_CLOSING : L4_CONN_ACTIVE,
-    };
-    bpf_map_update_elem(&conns, &p->key, &fresh, BPF_ANY);
-    is_new = 1;
-    count(L4_STAT_CONN_NEW);
+  if (!real || real->gen != conn->real_gen || !(real->flags & L4_REAL_F_IN_USE) ||
+      (!(real->flags & L4_REAL_F_AVAILABLE) && (real->flags & L4_REAL_F_RESCHEDULE_DOWN))) {
+    count(L4_STAT_RESCHEDULED);
+    return 0;
   }
-  count_flow(&vs_stats, vs->id, p->pkt_len, is_new, 0);
+  count(L4_STAT_CONN_HIT);
+  if ((p->tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) && conn->state != L4_CONN_CLOSING) {
+    conn->state = L4_CONN_CLOSING;
+    conn->atime = now;
+  } else if (now - conn->atime > g->hz) {
+    conn->atime = now;
+  }
+  return real;
+}
+
+/* Sends a VIP packet to `real` (scheduled now when is_new). */
+static __always_inline int forward(struct xdp_md* ctx, struct packet* p,
+                                   const struct l4_globals* g, __u64 now, struct l4_real* real,
+                                   __u32 real_id, int is_new) {
+  __u64 hz = g->hz;
+  count_flow(&vs_stats, real->service_id, p->pkt_len, is_new, 0);
   count_flow(&real_stats, real_id, p->pkt_len, is_new, 0);
 
   /* A frame larger than the next hop's MTU (once encapsulated) is, in generic mode, a GRO/GSO
@@ -531,14 +512,14 @@ static __always_inline int forward(struct xdp_md* ctx, struct packet* p,
       __builtin_memcpy(rev.vip, p->key.dst, 16);
       bpf_map_update_elem(&nat_rev, &reply, &rev, BPF_ANY);
     }
-    nh = nexthop(ctx, &real->nexthop, p->key.family, p->key.src, real->addr, now);
+    nh = nexthop(ctx, &real->nexthop, p->key.family, p->key.src, real->addr, now, hz);
     if (!nh || l3_len > nh->mtu) return defer_to_tc(ctx, L4_META_FORWARD, real_id);
     if (rewrite_endpoint(ctx, p, 1, real->addr, real->port)) return XDP_DROP;
     return xmit(ctx, nh);
   }
   if (real->mode == L4_MODE_TUN) {
     __u32 room = real->family == L4_FAMILY_V4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-    nh = nexthop(ctx, &real->nexthop, real->family, real->tun_src, real->addr, now);
+    nh = nexthop(ctx, &real->nexthop, real->family, real->tun_src, real->addr, now, hz);
     if (!nh || l3_len + room > nh->mtu) return defer_to_tc(ctx, L4_META_FORWARD, real_id);
     if (encapsulate(ctx, p, real)) {
       count(L4_STAT_ENCAP_FAIL);
@@ -549,12 +530,13 @@ static __always_inline int forward(struct xdp_md* ctx, struct packet* p,
   /* DR: the frame goes to the server's MAC, otherwise unchanged; routing towards the server's
    * own address finds the interface and the neighbour entry. */
   if (real->family != p->key.family) return XDP_DROP;
-  nh = nexthop(ctx, &real->nexthop, p->key.family, p->key.src, real->addr, now);
+  nh = nexthop(ctx, &real->nexthop, p->key.family, p->key.src, real->addr, now, hz);
   if (!nh || l3_len > nh->mtu) return defer_to_tc(ctx, L4_META_FORWARD, real_id);
   return xmit(ctx, nh);
 }
 
-static __always_inline int reverse_nat(struct xdp_md* ctx, struct packet* p) {
+static __always_inline int reverse_nat(struct xdp_md* ctx, struct packet* p,
+                                       const struct l4_globals* g, __u64 now) {
   struct l4_nat_rev* rev = bpf_map_lookup_elem(&nat_rev, &p->key);
   if (!rev) {
     count(L4_STAT_PASS);
@@ -564,12 +546,24 @@ static __always_inline int reverse_nat(struct xdp_md* ctx, struct packet* p) {
   __builtin_memcpy(vip, rev->vip, 16);
   __u16 vport = rev->vport;
   count(L4_STAT_REVERSE_NAT);
-  struct l4_nexthop* nh =
-      nexthop(ctx, &rev->nexthop, p->key.family, vip, p->key.dst, bpf_ktime_get_coarse_ns());
+  struct l4_nexthop* nh = nexthop(ctx, &rev->nexthop, p->key.family, vip, p->key.dst, now, g->hz);
   if (!nh || p->pkt_len - sizeof(struct ethhdr) > nh->mtu)
     return defer_to_tc(ctx, L4_META_REVERSE, 0);
   if (rewrite_endpoint(ctx, p, 0, vip, vport)) return XDP_DROP;
   return xmit(ctx, nh);
+}
+
+/* The data path's clock for the control plane: run through BPF_PROG_TEST_RUN on a 16-byte frame,
+ * it returns bpf_jiffies64() and bpf_ktime_get_ns() in it. Two readings some time apart give the
+ * kernel's HZ, which userspace cannot otherwise learn portably. Never attached. */
+SEC("xdp")
+int l4_clock(struct xdp_md* ctx) {
+  void* data = (void*)(long)ctx->data;
+  __u64* out = data;
+  if ((void*)(out + 2) > (void*)(long)ctx->data_end) return XDP_ABORTED;
+  out[0] = bpf_jiffies64();
+  out[1] = bpf_ktime_get_ns();
+  return XDP_PASS;
 }
 
 SEC("xdp")
@@ -581,11 +575,36 @@ int l4_director(struct xdp_md* ctx) {
     count(rc == 2 ? L4_STAT_UNSUPPORTED : L4_STAT_PASS);
     return XDP_PASS;
   }
+  __u32 zero = 0;
+  const struct l4_globals* g = bpf_map_lookup_elem(&globals, &zero);
+  if (!g) return XDP_PASS;
+  __u64 now = bpf_jiffies64();
+  __u32 real_id = 0;
+  struct l4_real* real = established(&p, g, now, &real_id);
+  if (real) return forward(ctx, &p, g, now, real, real_id, 0);
+
   struct l4_vs_key vk = {.port = p.key.dport, .proto = p.key.proto, .family = p.key.family};
   __builtin_memcpy(vk.addr, p.key.dst, 16);
   struct l4_service* vs = bpf_map_lookup_elem(&services, &vk);
-  if (vs) return forward(ctx, &p, vs);
-  return reverse_nat(ctx, &p);
+  if (vs) {
+    /* A new flow (or one whose entry expired or whose real is gone): schedule it. */
+    real = schedule(vs, &p, &real_id);
+    if (!real) {
+      count(L4_STAT_NO_REAL);
+      count_flow(&vs_stats, vs->id, 0, 0, 1);
+      return XDP_DROP;
+    }
+    struct l4_conn fresh = {
+        .atime = now,
+        .real_id = real_id,
+        .real_gen = real->gen,
+        .state = (p.tcp_flags & (TCP_FLAG_FIN | TCP_FLAG_RST)) ? L4_CONN_CLOSING : L4_CONN_ACTIVE,
+    };
+    bpf_map_update_elem(&conns, &p.key, &fresh, BPF_ANY);
+    count(L4_STAT_CONN_NEW);
+    return forward(ctx, &p, g, now, real, real_id, 1);
+  }
+  return reverse_nat(ctx, &p, g, now);
 }
 
 /* ------------------------------------------------------------------------------------------ */

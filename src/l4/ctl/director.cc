@@ -16,7 +16,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -221,13 +220,6 @@ void drop_incompatible_pin(bpf_map* map, const std::string& path) {
   ::unlink(path.c_str());
 }
 
-std::uint64_t monotonic_coarse_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
 const char* xdp_mode_name(config::L4::XdpMode m) {
   switch (m) {
     case config::L4::XdpMode::kNative:
@@ -284,11 +276,16 @@ std::unique_ptr<Director> Director::start(const config::L4& l4, const Availabili
             " (needs root or CAP_BPF+CAP_NET_ADMIN; run with -v for the verifier log)";
     return nullptr;
   }
+  if (!d->calibrate_hz(error)) return nullptr;
   const __u32 zero = 0;
   l4_globals g{};
-  g.tcp_timeout_ns = static_cast<__u64>(l4.tcp_timeout.count()) * 1000000ull;
-  g.tcp_fin_timeout_ns = static_cast<__u64>(l4.tcp_fin_timeout.count()) * 1000000ull;
-  g.udp_timeout_ns = static_cast<__u64>(l4.udp_timeout.count()) * 1000000ull;
+  auto to_jiffies = [&](config::Millis ms) {
+    return static_cast<__u64>(ms.count()) * d->hz_ / 1000;
+  };
+  g.tcp_timeout = to_jiffies(l4.tcp_timeout);
+  g.tcp_fin_timeout = to_jiffies(l4.tcp_fin_timeout);
+  g.udp_timeout = to_jiffies(l4.udp_timeout);
+  g.hz = d->hz_;
   if (bpf_map_update_elem(bpf_map__fd(skel->maps.globals), &zero, &g, BPF_ANY) != 0) {
     error = "cannot write the L4 globals: " + errno_text(errno);
     return nullptr;
@@ -297,6 +294,52 @@ std::unique_ptr<Director> Director::start(const config::L4& l4, const Availabili
   if (!d->sync(l4, available, error)) return nullptr;
   if (!d->attach(l4, error)) return nullptr;  // the destructor detaches what was attached
   return d;
+}
+
+bool Director::read_clock(std::uint64_t& jiffies, std::uint64_t& ns) const {
+  std::uint64_t frame[2] = {};
+  bpf_test_run_opts opts{};
+  opts.sz = sizeof opts;
+  opts.data_in = frame;
+  opts.data_size_in = sizeof frame;
+  opts.data_out = frame;
+  opts.data_size_out = sizeof frame;
+  opts.repeat = 1;
+  if (bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.l4_clock), &opts) != 0) return false;
+  jiffies = frame[0];
+  ns = frame[1];
+  return true;
+}
+
+std::uint64_t Director::jiffies() const {
+  std::uint64_t j = 0, ns = 0;
+  read_clock(j, ns);
+  return j;
+}
+
+bool Director::calibrate_hz(std::string& error) {
+  // Two readings >= 50 ms apart; HZ is a kernel build option, one of a few values.
+  std::uint64_t j0 = 0, n0 = 0, j1 = 0, n1 = 0;
+  if (!read_clock(j0, n0)) {
+    error = "cannot run the L4 clock program: " + errno_text(errno);
+    return false;
+  }
+  for (int i = 0; i < 100 && n1 - n0 < 50'000'000; ++i) {
+    ::usleep(10'000);
+    if (!read_clock(j1, n1)) {
+      error = "cannot run the L4 clock program: " + errno_text(errno);
+      return false;
+    }
+  }
+  const double measured =
+      static_cast<double>(j1 - j0) * 1e9 / static_cast<double>(std::max<std::uint64_t>(1, n1 - n0));
+  hz_ = static_cast<std::uint32_t>(measured + 0.5);
+  for (std::uint32_t candidate : {100u, 250u, 300u, 1000u}) {
+    if (measured > candidate * 0.8 && measured < candidate * 1.2) hz_ = candidate;
+  }
+  if (hz_ == 0) hz_ = 100;
+  spdlog::debug("l4: kernel HZ {} (measured {:.1f})", hz_, measured);
+  return true;
 }
 
 bool Director::restore_ids(std::string& error) {
@@ -444,7 +487,7 @@ bool Director::sync(const config::L4& l4, const Availability& available, std::st
         up = false;
       }
       if (server.mode == config::L4Mode::kDr) resolve_neighbour(server.address);
-      r.flags = L4_REAL_F_IN_USE;
+      r.flags = L4_REAL_F_IN_USE | (svc.reschedule_down ? L4_REAL_F_RESCHEDULE_DOWN : 0);
       if (up && server.weight > 0) {
         r.flags |= L4_REAL_F_AVAILABLE;
         plan.row_servers.push_back({rid, server.weight, server.address.text});
@@ -675,9 +718,9 @@ std::vector<std::vector<std::uint64_t>> Director::active_flows(const config::L4&
     }
   }
   const int fd = bpf_map__fd(skel_->maps.conns);
-  const std::uint64_t now = monotonic_coarse_ns();
-  const std::uint64_t tcp_ns = static_cast<std::uint64_t>(l4.tcp_timeout.count()) * 1000000ull;
-  const std::uint64_t udp_ns = static_cast<std::uint64_t>(l4.udp_timeout.count()) * 1000000ull;
+  const std::uint64_t now = jiffies();
+  const std::uint64_t tcp_timeout = static_cast<std::uint64_t>(l4.tcp_timeout.count()) * hz_ / 1000;
+  const std::uint64_t udp_timeout = static_cast<std::uint64_t>(l4.udp_timeout.count()) * hz_ / 1000;
   constexpr __u32 kBatch = 4096;
   std::vector<l4_flow_key> keys(kBatch);
   std::vector<l4_conn> values(kBatch);
@@ -692,8 +735,8 @@ std::vector<std::vector<std::uint64_t>> Director::active_flows(const config::L4&
     const int err = errno;
     for (__u32 k = 0; k < n; ++k) {
       const l4_conn& c = values[k];
-      const std::uint64_t timeout = keys[k].proto == IPPROTO_UDP ? udp_ns : tcp_ns;
-      if (c.state != L4_CONN_ACTIVE || now - c.atime_ns > timeout) continue;
+      const std::uint64_t timeout = keys[k].proto == IPPROTO_UDP ? udp_timeout : tcp_timeout;
+      if (c.state != L4_CONN_ACTIVE || now - c.atime > timeout) continue;
       auto it = where.find(c.real_id);
       if (it == where.end() || reals_[c.real_id].gen != c.real_gen) continue;
       ++counts[it->second.first][it->second.second];

@@ -94,12 +94,18 @@ class Director {
   int program_fd() const;
   int map_fd(const char* name) const;
 
+  // The data path's clock: jiffies now, and jiffies per second (measured at start).
+  std::uint64_t jiffies() const;
+  std::uint32_t hz() const { return hz_; }
+
   // Interface name -> "native"/"generic", for what is attached now.
   const std::map<std::string, std::string>& attached() const { return attach_modes_; }
 
  private:
   Director();
   bool restore_ids(std::string& error);
+  bool read_clock(std::uint64_t& jiffies, std::uint64_t& ns) const;
+  bool calibrate_hz(std::string& error);
   bool attach(const config::L4& l4, std::string& error);
   bool attach_one(const std::string& ifname, config::L4::XdpMode mode, std::string& error);
   void zero_percpu(int map_fd, std::uint32_t key, std::size_t value_size);
@@ -112,6 +118,7 @@ class Director {
   config::L4::XdpMode xdp_mode_ = config::L4::XdpMode::kAuto;
   std::uint32_t connections_ = 0;
   unsigned cpus_ = 1;
+  std::uint32_t hz_ = 0;
 
   std::map<std::string, std::uint32_t> service_ids_;  // l4_vs_key bytes -> service id
   std::map<std::string, std::uint32_t> real_ids_;     // binding key bytes -> real id

@@ -35,6 +35,8 @@ constexpr const char* kUsage =
     "\n"
     "commands:\n"
     "  status                          version, uptime, reloads\n"
+    "  health                          exit 0 when the admin API answers and every listener\n"
+    "                                  accepts connections, else 1 (keepalived, container checks)\n"
     "  pools | pool NAME               pools and their servers\n"
     "  listeners | routes | workers    traffic by listener, route hits, workers\n"
     "  overrides                       runtime changes and what the last reload did to them\n"
@@ -56,6 +58,7 @@ constexpr const char* kUsage =
     "                        default: $SWITCHYARD_TOKEN, else the configuration's token_file\n"
     "  --json                print the API's JSON\n"
     "  --cacert FILE         HTTPS: trust this CA bundle\n"
+    "  --timeout SECONDS     per request (default 30; health: 2)\n"
     "  --insecure            HTTPS: do not verify the server's certificate\n";
 
 struct Options {
@@ -64,6 +67,7 @@ struct Options {
   bool json = false;
   bool insecure = false;
   std::string cacert;
+  std::chrono::seconds timeout{30};
 };
 
 struct Reply {
@@ -166,7 +170,7 @@ Reply request(const Options& o, http::verb method, const std::string& target,
       throw std::runtime_error("cannot set SNI");
     }
     if (!o.insecure) stream.set_verify_callback(ssl::host_name_verification(host));
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+    beast::get_lowest_layer(stream).expires_after(o.timeout);
     beast::get_lowest_layer(stream).connect(endpoints);
     stream.handshake(ssl::stream_base::client);
     http::write(stream, req);
@@ -175,7 +179,7 @@ Reply request(const Options& o, http::verb method, const std::string& target,
     beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, ignored);
   } else {
     beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(30));
+    stream.expires_after(o.timeout);
     stream.connect(endpoints);
     http::write(stream, req);
     http::read(stream, buffer, parser);
@@ -345,13 +349,65 @@ void print_reply(const std::string& what, const Json& j) {
   print_table(rows);
 }
 
+// `ctl health`: the instance is healthy when its admin API answers /api/v1/status (the control
+// plane is alive) and every listener with a fixed port accepts a TCP connection (the workers'
+// sockets are open). A pure L4 director has no listeners: the status answer is the whole check.
+// Prints one line either way; exit 0 healthy, 1 not.
+int health(const Options& o) {
+  Json listeners;
+  try {
+    Reply status = request(o, http::verb::get, "/api/v1/status", "");
+    if (status.status != 200) {
+      std::printf("unhealthy: %s/api/v1/status answered %d\n", o.url.c_str(), status.status);
+      return 1;
+    }
+    Reply reply = request(o, http::verb::get, "/api/v1/listeners", "");
+    listeners = Json::parse(reply.body, nullptr, false);
+    if (reply.status != 200 || !listeners.is_array()) {
+      std::printf("unhealthy: %s/api/v1/listeners answered %d\n", o.url.c_str(), reply.status);
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    std::printf("unhealthy: %s: %s\n", o.url.c_str(), e.what());
+    return 1;
+  }
+  int checked = 0;
+  for (const Json& l : listeners) {
+    std::string bind = text(l["bind"]);
+    std::size_t colon = bind.rfind(':');
+    if (colon == std::string::npos || bind.substr(colon + 1) == "0") continue;  // ephemeral
+    std::string host = bind.substr(0, colon), port = bind.substr(colon + 1);
+    if (host.size() > 1 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    // A wildcard bind is reached on loopback.
+    if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+    if (host == "::") host = "::1";
+    try {
+      net::io_context io;
+      tcp::resolver resolver(io);
+      beast::tcp_stream stream(io);
+      stream.expires_after(o.timeout);
+      stream.connect(resolver.resolve(host, port));
+      beast::error_code ignored;
+      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    } catch (const std::exception& e) {
+      std::printf("unhealthy: listener %s (%s): %s\n", text(l["name"]).c_str(), bind.c_str(),
+                  e.what());
+      return 1;
+    }
+    ++checked;
+  }
+  std::printf("healthy: admin API answers, %d of %zu listeners accept connections\n", checked,
+              listeners.size());
+  return 0;
+}
+
 }  // namespace
 
 int run_ctl(int argc, char** argv) {
   Options o;
   std::string config_path, token_file;
   std::vector<std::string> args;
-  std::optional<std::uint32_t> weight, max_connections;
+  std::optional<std::uint32_t> weight, max_connections, timeout;
   bool backup = false;
   auto number = [](const std::string& s, std::uint32_t& out) {
     try {
@@ -371,7 +427,7 @@ int run_ctl(int argc, char** argv) {
       return std::string(argv[++i]);
     };
     if (a == "-c" || a == "--config" || a == "--url" || a == "--token-file" || a == "--cacert" ||
-        a == "--weight" || a == "--max-connections") {
+        a == "--weight" || a == "--max-connections" || a == "--timeout") {
       auto v = value();
       if (!v) return usage(a + " needs a value");
       if (a == "-c" || a == "--config") config_path = *v;
@@ -379,11 +435,13 @@ int run_ctl(int argc, char** argv) {
       if (a == "--token-file") token_file = *v;
       if (a == "--cacert") o.cacert = *v;
       std::uint32_t n = 0;
-      if ((a == "--weight" || a == "--max-connections") && !number(*v, n)) {
+      if ((a == "--weight" || a == "--max-connections" || a == "--timeout") && !number(*v, n)) {
         return usage(a + " needs a number");
       }
       if (a == "--weight") weight = n;
       if (a == "--max-connections") max_connections = n;
+      if (a == "--timeout" && n == 0) return usage("--timeout needs a number above 0");
+      if (a == "--timeout") timeout = n;
     } else if (a == "--json") {
       o.json = true;
     } else if (a == "--insecure") {
@@ -436,6 +494,12 @@ int run_ctl(int argc, char** argv) {
   if (o.token.empty()) return usage("no token: use --token-file, -c or SWITCHYARD_TOKEN");
 
   const std::string& cmd = args[0];
+  if (cmd == "health" && args.size() == 1) {
+    // Health checkers (keepalived, container runtimes) run it every second or so: fail fast.
+    o.timeout = std::chrono::seconds(timeout.value_or(2));
+    return health(o);
+  }
+  if (timeout) o.timeout = std::chrono::seconds(*timeout);
   http::verb method = http::verb::get;
   std::string target, body, what = cmd;
   auto need = [&](std::size_t n) { return args.size() == n; };
