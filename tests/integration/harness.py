@@ -1172,6 +1172,80 @@ class RssSampler:
 
 
 # --------------------------------------------------------------------------------------------
+# Load
+# --------------------------------------------------------------------------------------------
+
+def served_by(text: str) -> str:
+    """The origin name in an Origin's default answer ("origin NAME: ..."), else "?"."""
+    m = re.match(r"origin (\S+):", text)
+    return m.group(1) if m else "?"
+
+
+class LoadLoop:
+    """`threads` keep-alive clients sending GET `target` until stopped (at most `limit`
+    seconds); records every outcome, the count per serving origin and when each last answered."""
+
+    def __init__(self, port: int, threads: int = 4, target: str = "/", limit: float = 20.0):
+        self.port = port
+        self.target = target
+        self.limit = limit
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.ok = 0
+        self.failures: list[str] = []
+        self.by_server: dict[str, int] = {}
+        self.last_seen: dict[str, float] = {}
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        client = None
+        while not self.stop_event.is_set() and time.monotonic() < deadline:
+            try:
+                if client is None:
+                    client = Client(self.port, timeout=5)
+                resp = client.request("GET", self.target)
+                now = time.monotonic()
+                with self.lock:
+                    if resp.status == 200:
+                        self.ok += 1
+                        name = served_by(resp.text)
+                        self.by_server[name] = self.by_server.get(name, 0) + 1
+                        self.last_seen[name] = now
+                    else:
+                        self.failures.append(f"status {resp.status}: {resp.text[:80]}")
+                if resp.header("connection") == "close":
+                    client.close()
+                    client = None
+            except Exception as e:  # noqa: BLE001 - every failure is recorded
+                with self.lock:
+                    self.failures.append(f"{type(e).__name__}: {e}")
+                if client:
+                    client.close()
+                client = None
+        if client:
+            client.close()
+
+    def __enter__(self) -> "LoadLoop":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout=10)
+
+    def count(self, name: str) -> int:
+        with self.lock:
+            return self.by_server.get(name, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return dict(self.by_server)
+
+
+# --------------------------------------------------------------------------------------------
 # TestCase base
 # --------------------------------------------------------------------------------------------
 

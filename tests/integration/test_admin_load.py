@@ -3,78 +3,12 @@ and removing servers take effect at once (the drained server gets no new request
 moment), and no request fails meanwhile.
 """
 
-import re
 import shutil
 import tempfile
-import threading
 import time
 import unittest
 
-from harness import AdminClient, Client, ProxyTestCase, admin_block, admin_url, proxy_config
-
-
-def served_by(text: str) -> str:
-    m = re.match(r"origin (\S+):", text)
-    return m.group(1) if m else "?"
-
-
-class Load:
-    """`threads` keep-alive clients sending GETs (at most `limit` seconds); every outcome and the
-    time of each response per server are recorded."""
-
-    def __init__(self, port: int, threads: int = 6, limit: float = 30.0):
-        self.port = port
-        self.limit = limit
-        self.stop_event = threading.Event()
-        self.lock = threading.Lock()
-        self.ok = 0
-        self.failures: list[str] = []
-        self.last_seen: dict[str, float] = {}
-        self.by_server: dict[str, int] = {}
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        deadline = time.monotonic() + self.limit
-        client = None
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
-            try:
-                if client is None:
-                    client = Client(self.port, timeout=5)
-                resp = client.request("GET", "/")
-                now = time.monotonic()
-                with self.lock:
-                    if resp.status == 200:
-                        self.ok += 1
-                        name = served_by(resp.text)
-                        self.by_server[name] = self.by_server.get(name, 0) + 1
-                        self.last_seen[name] = now
-                    else:
-                        self.failures.append(f"status {resp.status}: {resp.text[:80]}")
-                if resp.header("connection") == "close":
-                    client.close()
-                    client = None
-            except Exception as e:  # noqa: BLE001 - every failure is recorded
-                with self.lock:
-                    self.failures.append(f"{type(e).__name__}: {e}")
-                if client:
-                    client.close()
-                client = None
-        if client:
-            client.close()
-
-    def __enter__(self) -> "Load":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop_event.set()
-        for t in self.threads:
-            t.join(timeout=10)
-
-    def count(self, name: str) -> int:
-        with self.lock:
-            return self.by_server.get(name, 0)
+from harness import AdminClient, LoadLoop, ProxyTestCase, admin_block, admin_url, proxy_config
 
 
 class AdminUnderLoadTest(ProxyTestCase):
@@ -98,7 +32,7 @@ class AdminUnderLoadTest(ProxyTestCase):
         proxy = self.start_proxy(cfg)
         admin = AdminClient(admin_url(proxy))
         base = "/api/v1/pools/app/servers/"
-        with Load(proxy.port) as load:
+        with LoadLoop(proxy.port, threads=6, limit=30.0) as load:
             self.wait_until(lambda: min(load.count(n) for n in "ABC") > 20, 10, "traffic on A, B, C")
             # Drain B: from the moment the API answers, B gets no new request.
             admin.json("PATCH", base + b.address, {"drain": True})
