@@ -7,6 +7,7 @@
 #include "config/config_loader.h"
 #include "core/log.h"
 #include "l4/ctl/realserver.h"
+#include "l4/ctl/status_cmd.h"
 #include "proxy/admin/ctl.h"
 #include "proxy/demo.h"
 #include "proxy/server.h"
@@ -26,6 +27,7 @@ constexpr const char* kUsage =
     "  realserver --mode dr|tun --vip ADDR [--dev IFACE] [--remove]\n"
     "                       prepare this host as an L4 real server (VIP on lo, ARP\n"
     "                       suppressed; tun: tc decap program on IFACE)\n"
+    "  l4 status [--pin-path DIR]  L4 services, real servers and counters\n"
     "\n"
     "options:\n"
     "  -v, --verbose        debug logging\n";
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
   if (command == "ctl") return switchyard::proxy::admin::run_ctl(argc - 2, argv + 2);
   // Own option syntax (repeatable --vip/--dev): parsed by the L4 code.
   if (command == "realserver") return switchyard::l4::realserver_main(argc - 2, argv + 2);
+  if (command == "l4") return switchyard::l4::l4_main(argc - 2, argv + 2);
   std::string config_path;
   unsigned port = 8080;
   bool verbose = false;

@@ -6,8 +6,11 @@
 //                 [--ciphersuites TLS_AES_128_GCM_SHA256] [--alpn http/1.1] [--timeout SECONDS]
 //   bench-tlsload --port PORT --probe [same TLS options]
 //
-// wrk cannot be made not to resume sessions, and `openssl s_time` is one connection at a time and
-// also pays for a fork of nothing useful; this keeps N connections in flight, each one:
+// --groups and --ciphersuites "" keep OpenSSL's defaults (those wrk offers); --tls13 refuses
+// TLS 1.2 (default: TLS 1.2 or 1.3, the server chooses).
+//
+// wrk cannot be made not to resume sessions, and `openssl s_time -new` has one blocking connection
+// at a time; this keeps N connections in flight, each one:
 //
 //   TCP connect -> full handshake (SSL_connect; no session is ever set, so never resumed; a
 //   resumed one would count as an error) -> close_notify sent -> read until the server's
@@ -24,7 +27,9 @@
 // percentiles in microseconds (TCP connect started -> handshake complete), and what was
 // negotiated (protocol, cipher, group, ALPN, certificate key) on the first connection; a
 // connection negotiating anything else counts in "mismatch". --probe makes one connection and
-// prints the same fields for it. Single thread, epoll; loopback use.
+// prints the same fields for it. TLSLOAD_DUMP=1 in the environment copies any application data
+// a server sends (there should be none: "app_data" counts it as an error) to stderr. Single
+// thread, epoll; loopback use.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -72,7 +77,8 @@ struct Params {
 struct Stats {
   std::vector<uint32_t> lat;
   uint64_t completed = 0, connect_errors = 0, handshake_errors = 0, shutdown_errors = 0,
-           timeouts = 0, resumed = 0, mismatch = 0, resets = 0, app_data = 0;
+           timeouts = 0, resumed = 0, mismatch = 0, resets = 0, app_data = 0,
+           peer_close_notify = 0;
 };
 
 sockaddr_in g_addr{};
@@ -201,12 +207,14 @@ bool drive(Conn& c) {
     int r = SSL_read(c.ssl, buf, sizeof buf);
     if (r > 0) {
       ++g_st.app_data;  // nothing was asked for: unexpected
+      if (getenv("TLSLOAD_DUMP")) fwrite(buf, 1, size_t(r), stderr);
       continue;
     }
     int e = SSL_get_error(c.ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return false;
     if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)) {
       ++g_st.completed;  // close_notify, or a plain FIN after the handshake
+      if (SSL_get_shutdown(c.ssl) & SSL_RECEIVED_SHUTDOWN) ++g_st.peer_close_notify;
     } else if (e == SSL_ERROR_SYSCALL && (errno == ECONNRESET || errno == EPIPE)) {
       ++g_st.completed;  // the handshake was done; the server reset instead of closing
       ++g_st.resets;
@@ -291,6 +299,8 @@ int main(int argc, char** argv) {
   g_ctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_min_proto_version(g_ctx, tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_verify(g_ctx, SSL_VERIFY_NONE, nullptr);
+  // A server may close with a FIN after our close_notify without sending its own: a clean end.
+  SSL_CTX_set_options(g_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
   // Tickets are received (and counted) but never stored, so no connection can resume.
   SSL_CTX_set_session_cache_mode(g_ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(g_ctx, on_new_session);
@@ -301,8 +311,9 @@ int main(int argc, char** argv) {
     SSL_CTX_set_alpn_protos(g_ctx, reinterpret_cast<const unsigned char*>(alpn_wire.data()),
                             unsigned(alpn_wire.size()));
   }
-  if (SSL_CTX_set1_groups_list(g_ctx, groups.c_str()) != 1 ||
-      SSL_CTX_set_ciphersuites(g_ctx, suites.c_str()) != 1) {
+  // An empty list keeps OpenSSL's default (what wrk offers): --probe checks what a server picks.
+  if ((!groups.empty() && SSL_CTX_set1_groups_list(g_ctx, groups.c_str()) != 1) ||
+      (!suites.empty() && SSL_CTX_set_ciphersuites(g_ctx, suites.c_str()) != 1)) {
     fprintf(stderr, "bad --groups or --ciphersuites: %s\n", ssl_error_text().c_str());
     return 2;
   }
@@ -371,13 +382,14 @@ int main(int argc, char** argv) {
   printf("{\"handshakes\":%llu,\"duration_s\":%.4f,\"rate\":%.1f,\"connections\":%d,"
          "\"errors\":%llu,\"connect_errors\":%llu,\"handshake_errors\":%llu,"
          "\"shutdown_errors\":%llu,\"timeouts\":%llu,\"resumed\":%llu,\"mismatch\":%llu,"
-         "\"app_data\":%llu,\"resets\":%llu,\"tickets\":%llu,",
+         "\"app_data\":%llu,\"resets\":%llu,\"peer_close_notify\":%llu,\"tickets\":%llu,",
          (unsigned long long)g_st.completed, secs, secs > 0 ? double(g_st.completed) / secs : 0.0,
          conns, (unsigned long long)errors, (unsigned long long)g_st.connect_errors,
          (unsigned long long)g_st.handshake_errors, (unsigned long long)g_st.shutdown_errors,
          (unsigned long long)g_st.timeouts, (unsigned long long)g_st.resumed,
          (unsigned long long)g_st.mismatch, (unsigned long long)g_st.app_data,
-         (unsigned long long)g_st.resets, (unsigned long long)g_tickets);
+         (unsigned long long)g_st.resets, (unsigned long long)g_st.peer_close_notify,
+         (unsigned long long)g_tickets);
   printf("\"latency_us\":{\"p50\":%u,\"p90\":%u,\"p99\":%u,\"p999\":%u,\"max\":%u,\"mean\":%.1f},",
          pct(g_st.lat, 50), pct(g_st.lat, 90), pct(g_st.lat, 99), pct(g_st.lat, 99.9),
          g_st.lat.empty() ? 0 : g_st.lat.back(), mean);

@@ -349,8 +349,8 @@ struct L4Server {
 struct L4Service {
   std::string name;
   SourceMark mark;
-  SocketAddress vip;         // VIP:port
-  int protocol = 6;          // IPPROTO_TCP (6) or IPPROTO_UDP (17)
+  SocketAddress vip;             // VIP:port
+  int protocol = 6;              // IPPROTO_TCP (6) or IPPROTO_UDP (17)
   std::string scheduler = "rr";  // rr, wrr, sh, dh, mh, lc, wlc
   bool hash_port = false;        // sh/mh: hash the client port too (`hash: source_port`)
   bool reschedule_down = false;  // `on_down: reschedule`: flows of a DOWN server move at once

@@ -6,7 +6,6 @@
 #include <re2/re2.h>
 #include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>

@@ -39,6 +39,26 @@ void append_header(std::string& out, std::string_view name, std::string_view val
   out.append(name).append(": ").append(value).append("\r\n");
 }
 
+// An absolute-form request-target ("http://host:port/path?query", scheme http or https, as
+// MessageParser admits them) split into its authority and origin-form ("/path?query", "/" when
+// the path is empty). False for every other form.
+bool split_absolute_form(std::string_view target, std::string_view& authority,
+                         std::string_view& origin_form) {
+  std::size_t skip = 0;
+  if (target.size() > 7 && iequals(target.substr(0, 7), "http://")) {
+    skip = 7;
+  } else if (target.size() > 8 && iequals(target.substr(0, 8), "https://")) {
+    skip = 8;
+  } else {
+    return false;
+  }
+  std::string_view rest = target.substr(skip);
+  std::size_t end = rest.find_first_of("/?");
+  authority = rest.substr(0, end);
+  origin_form = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+  return true;
+}
+
 }  // namespace
 
 bool edits_drop(const config::HeaderEdits* edits, std::string_view name) {
@@ -67,10 +87,32 @@ bool is_hop_by_hop(std::string_view name) {
 
 void write_upstream_request(const char* base, const Head& request, const RequestForwarding& fwd,
                             std::string& out) {
+  // RFC 9112 §3.2.2: a proxy receiving an absolute-form target must ignore Host and send the
+  // target's authority as Host. We send origin-form, which every server understands: a server
+  // that read the Host we were sent while we routed by the target's authority (or the reverse)
+  // would serve another site than the one the routes chose.
+  std::string_view authority;
+  std::string_view origin_form;
+  bool absolute = split_absolute_form(request.target.in(base), authority, origin_form);
   out.append(request.method.in(base)).append(" ");
-  out.append(fwd.target.empty() ? request.target.in(base) : fwd.target);
+  if (!fwd.target.empty()) {
+    out.append(fwd.target);  // a rewrite: always origin-form
+  } else if (absolute) {
+    if (origin_form.empty() || origin_form.front() == '?') out.push_back('/');
+    out.append(origin_form);
+  } else {
+    out.append(request.target.in(base));
+  }
   out.append(" HTTP/1.1\r\n");
   bool has_connection_list = !connection_value(base, request).empty();
+  // Exactly one Host goes upstream: the route's (set or add), else the client's (the target's
+  // authority for absolute-form), else the default.
+  bool edits_host = false;
+  if (fwd.edits) {
+    for (const auto* list : {&fwd.edits->set, &fwd.edits->add}) {
+      for (const config::Header& e : *list) edits_host = edits_host || iequals(e.name, "host");
+    }
+  }
   bool has_host = false;
   bool xff_done = false;
   for (const HeaderSpan& h : request.headers) {
@@ -79,7 +121,11 @@ void write_upstream_request(const char* base, const Head& request, const Request
     if (is_hop_by_hop(name)) continue;
     if (has_connection_list && named_by_connection(base, request, name)) continue;
     if (edits_drop(fwd.edits, name)) continue;
-    if (iequals(name, "host")) has_host = true;
+    if (iequals(name, "host")) {
+      if (has_host || edits_host) continue;  // (a request with two Hosts never gets here)
+      has_host = true;
+      if (absolute) value = authority;
+    }
     if (fwd.x_forwarded_for && !xff_done && iequals(name, "x-forwarded-for")) {
       out.append(name).append(": ").append(value).append(", ").append(fwd.client_ip).append("\r\n");
       xff_done = true;
@@ -92,7 +138,13 @@ void write_upstream_request(const char* base, const Head& request, const Request
     }
     append_header(out, name, value);
   }
-  if (!has_host && !fwd.default_host.empty()) append_header(out, "Host", fwd.default_host);
+  if (!has_host && !edits_host) {
+    if (absolute) {
+      append_header(out, "Host", authority);
+    } else if (!fwd.default_host.empty()) {
+      append_header(out, "Host", fwd.default_host);
+    }
+  }
   if (fwd.x_forwarded_for && !xff_done) append_header(out, "X-Forwarded-For", fwd.client_ip);
   if (fwd.x_forwarded_proto) append_header(out, "X-Forwarded-Proto", fwd.proto);
   append_edits(fwd.edits, out);

@@ -89,7 +89,8 @@ const char* check_head(bool request, std::string_view s) {
       if (!is_tchar(static_cast<unsigned char>(c))) return "invalid method";
     }
     std::size_t sp2 = line.find(' ', sp1 + 1);
-    if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return "extra space in the request line";
+    if (sp2 == std::string_view::npos) return "request line without an HTTP version";
+    if (sp2 == sp1 + 1) return "extra space in the request line";
     std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
     for (char c : target) {
       auto u = static_cast<unsigned char>(c);

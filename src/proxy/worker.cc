@@ -1,5 +1,7 @@
 #include "proxy/worker.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -60,6 +62,7 @@ Worker::~Worker() {
     }
   }
   if (control_fd_ >= 0) ::close(control_fd_);
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
   if (published_) {
     for (int fd : published_fds_) {
       if (fd >= 0) ::close(fd);
@@ -72,6 +75,7 @@ std::string Worker::init() {
   if (std::string err = buffers_.init(ring_, kBufferCount, kBufferSize); !err.empty()) return err;
   control_fd_ = ::eventfd(0, EFD_CLOEXEC);
   if (control_fd_ < 0) return std::string("eventfd: ") + std::strerror(errno);
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   control_op_ = std::make_unique<ControlOp>(*this);
   sessions_.reserve(published_->config->limits.max_connections);
   return {};
@@ -333,6 +337,14 @@ void Worker::on_control() {
 }
 
 void Worker::on_accept(ListenerRuntime& l, int res, std::uint32_t flags) {
+  if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+    // Re-arming at once would spin (the waiting connection fails the same way right away) and
+    // log millions of lines a second: refuse what waits, and try again on the next tick.
+    refuse_over_fd_limit(l, -res);
+    l.accept_paused = true;
+    accept_resume_ = now_ + std::chrono::milliseconds(kTickMs);
+    return;
+  }
   if (!(flags & IORING_CQE_F_MORE) && !draining_ && l.fd >= 0) arm_accept(l);
   if (res < 0) {
     if (res != -ECANCELED) spdlog::warn("worker {}: accept: {}", id_, std::strerror(-res));
@@ -354,6 +366,36 @@ void Worker::on_accept(ListenerRuntime& l, int res, std::uint32_t flags) {
   s->index = sessions_.size();
   sessions_.push_back(s);
   s->start();
+}
+
+// Out of file descriptors (or kernel memory) with connections waiting in the listen queue: free
+// the reserve descriptor, accept each waiting connection, answer 503 and close it, as for
+// limits.max_connections. Bounded per call; warns at most once a second.
+void Worker::refuse_over_fd_limit(ListenerRuntime& l, int err) {
+  if (now_ - fd_limit_logged_ >= std::chrono::seconds(1)) {
+    fd_limit_logged_ = now_;
+    spdlog::warn("worker {}: accept: {}; refusing new connections on {} until some close", id_,
+                 std::strerror(err), l.name);
+  }
+  if (l.fd < 0) return;
+  std::string out;
+  http::write_error_response(503, out);
+  for (int i = 0; i < 1024; ++i) {
+    pollfd p{l.fd, POLLIN, 0};
+    if (::poll(&p, 1, 0) != 1 || !(p.revents & POLLIN)) break;
+    if (reserve_fd_ >= 0) {
+      ::close(reserve_fd_);
+      reserve_fd_ = -1;
+    }
+    int fd = ::accept4(l.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      ++counters_.rejected_over_limit;
+      [[maybe_unused]] ssize_t n = ::send(fd, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      ::close(fd);
+    }
+    reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || reserve_fd_ < 0) break;
+  }
 }
 
 void Worker::session_closed(Session* s) {
@@ -404,6 +446,12 @@ void Worker::tick() {
   client_body_timeouts.expire(now_);
   upstream_idle_timeouts.expire(now_);
   for (auto& l : extra_timeouts_) l->expire(now_);
+  for (auto& l : listeners_) {
+    if (l && l->accept_paused && now_ >= accept_resume_) {
+      l->accept_paused = false;
+      if (!draining_ && l->fd >= 0) arm_accept(*l);
+    }
+  }
   if (view_) {
     for (auto& p : view_->pools) p->balancer.sync(now_);
   }

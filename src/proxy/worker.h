@@ -82,6 +82,7 @@ struct ListenerRuntime {
   std::string bind;
   int fd = -1;
   class AcceptOp* accept = nullptr;
+  bool accept_paused = false;         // out of file descriptors: accept re-armed by the next tick
   ListenerCounters* stats = nullptr;  // this worker's slot (set on every snapshot)
   std::shared_ptr<const tls::ServerContext> tls;  // null: plain HTTP
 };
@@ -204,6 +205,12 @@ class Worker {
   Clock::time_point drain_deadline_;
   Clock::time_point next_tick_;
   int control_fd_ = -1;  // eventfd
+  // Kept open so that, out of file descriptors, one can be freed to accept a waiting connection
+  // and refuse it (503) instead of leaving it hanging in the listen queue.
+  int reserve_fd_ = -1;
+  Clock::time_point fd_limit_logged_{};  // last "out of file descriptors" warning
+  Clock::time_point accept_resume_{};    // paused accepts are re-armed from then on
+  void refuse_over_fd_limit(ListenerRuntime& l, int err);
   std::uint64_t control_value_ = 0;
   std::unique_ptr<class ControlOp> control_op_;
   std::atomic<bool> shutdown_requested_{false};

@@ -29,8 +29,8 @@ using namespace switchyard;
 using namespace switchyard::l4;
 using namespace switchyard::l4::test;
 
-const Mac kDirectorMac = mac(0x01);        // t0
-const Mac kDirectorMac2 = mac(0x01, 0x01); // t2
+const Mac kDirectorMac = mac(0x01);         // t0
+const Mac kDirectorMac2 = mac(0x01, 0x01);  // t2
 const Mac kRouterMac = mac(0xfe);
 
 Mac real_mac(std::uint8_t last) {
@@ -239,7 +239,9 @@ TEST_CASE("NAT replies are rewritten back to the VIP", "[bpf][nat]") {
   Flow stray = reply;
   stray.dport = 40101;
   check_case(fx.prog, {"unrelated packet from the server",
-                       frame(stray, kDirectorMac, real_mac(0x11)), XDP_PASS, {}});
+                       frame(stray, kDirectorMac, real_mac(0x11)),
+                       XDP_PASS,
+                       {}});
 }
 
 TEST_CASE("NAT IPv6 replies are rewritten back to the VIP", "[bpf][nat]") {
@@ -263,8 +265,8 @@ TEST_CASE("DR rewrites only the MACs", "[bpf][dr]") {
   const Flow far = tcp("198.51.100.7", "192.0.2.3", 40004, 80);
   const Flow f6 = tcp("2001:db8:c::7", "2001:db8::2", 40005, 80);
   const std::vector<Case> cases = {
-      {"IPv4, server on the ingress interface: XDP_TX", frame(f4, kDirectorMac, kRouterMac),
-       XDP_TX, frame(f4, real_mac(0x12), kDirectorMac)},
+      {"IPv4, server on the ingress interface: XDP_TX", frame(f4, kDirectorMac, kRouterMac), XDP_TX,
+       frame(f4, real_mac(0x12), kDirectorMac)},
       {"IPv4, server behind another interface: redirect", frame(far, kDirectorMac, kRouterMac),
        XDP_REDIRECT, frame(far, mac(0x21, 0x01), kDirectorMac2)},
       {"IPv6", frame(f6, kDirectorMac, kRouterMac), XDP_TX,
@@ -304,8 +306,7 @@ TEST_CASE("packets the director does not own pass unchanged", "[bpf]") {
   Bytes fragment = frame(tcp("198.51.100.7", "192.0.2.1", 40012, 80), kDirectorMac, kRouterMac);
   fragment[14 + 6] = 0x20;  // MF set; the IPv4 checksum no longer matters to XDP_PASS
   const Bytes whole = frame(other, kDirectorMac, kRouterMac);
-  Bytes arp = ethernet(Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, kRouterMac, 0x0806,
-                       Bytes(28, 0));
+  Bytes arp = ethernet(Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, kRouterMac, 0x0806, Bytes(28, 0));
   Bytes icmp = ethernet(kDirectorMac, kRouterMac, 0x0800,
                         ip_packet(ip("198.51.100.7"), ip("192.0.2.1"), 1, Bytes(8, 0)));
   const std::vector<Case> cases = {
@@ -359,8 +360,7 @@ TEST_CASE("no server: drop; what XDP cannot send is deferred to tc unmodified", 
   const Bytes nat_in = frame(nat, kDirectorMac, kRouterMac);
   const Bytes tun_in = frame(big_tun, kDirectorMac, kRouterMac);
   const std::vector<Case> cases = {
-      {"service without an available server", frame(down, kDirectorMac, kRouterMac), XDP_DROP,
-       {}},
+      {"service without an available server", frame(down, kDirectorMac, kRouterMac), XDP_DROP, {}},
       {"DR server without neighbour entry", dr_in, XDP_PASS,
        deferred(dr_in, real_id_of(fx, "drnoneigh"))},
       {"NAT server without neighbour entry", nat_in, XDP_PASS,
@@ -483,8 +483,7 @@ TEST_CASE("a DOWN server takes no new flows; its flows stay (keep) or move (resc
   }
 }
 
-TEST_CASE("a server removed from the configuration loses its flows to the others",
-          "[bpf][conn]") {
+TEST_CASE("a server removed from the configuration loses its flows to the others", "[bpf][conn]") {
   Fixture fx;
   if (!fx.ready()) return;
   std::map<int, int> first;
@@ -579,10 +578,10 @@ TEST_CASE("mh: the data path picks the Maglev entry of hash(client)", "[bpf][sch
   const std::vector<std::uint32_t> row = maglev_row(servers, L4_RING_SIZE);
   std::map<int, int> per_server;
   for (int c = 0; c < 600; ++c) {
-    const std::string client = "198.51." + std::to_string(100 + c / 250) + "." +
-                               std::to_string(c % 250 + 1);
-    const int got = server_of(run(
-        fx.prog, frame(tcp(client, "192.0.2.11", 47000, 80), kDirectorMac, kRouterMac)));
+    const std::string client =
+        "198.51." + std::to_string(100 + c / 250) + "." + std::to_string(c % 250 + 1);
+    const int got = server_of(
+        run(fx.prog, frame(tcp(client, "192.0.2.11", 47000, 80), kDirectorMac, kRouterMac)));
     __u32 addr[4] = {};
     inet_pton(AF_INET, client.c_str(), &addr[0]);
     const int want = mac_of_id[row[l4_hash_addr(addr, 0) % row.size()]];

@@ -58,7 +58,8 @@ inline void put16(Bytes& b, std::size_t at, std::uint16_t v) {
 
 // Ones' complement sum of big-endian 16-bit words (an odd last byte is padded with zero).
 inline std::uint32_t sum16(const std::uint8_t* p, std::size_t n, std::uint32_t acc = 0) {
-  for (std::size_t i = 0; i + 1 < n; i += 2) acc += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
+  for (std::size_t i = 0; i + 1 < n; i += 2)
+    acc += static_cast<std::uint32_t>(p[i] << 8 | p[i + 1]);
   if (n % 2) acc += static_cast<std::uint32_t>(p[n - 1] << 8);
   return acc;
 }
@@ -154,9 +155,9 @@ inline Bytes tunnelled(const Bytes& inner, const std::string& outer_src,
                        const std::string& outer_dst, const Mac& dst, const Mac& src) {
   const Bytes inner_ip(inner.begin() + 14, inner.end());
   const bool inner_v4 = (inner_ip[0] >> 4) == 4;
-  const std::uint8_t tos = inner_v4 ? inner_ip[1]
-                                    : static_cast<std::uint8_t>((inner_ip[0] & 0xf) << 4 |
-                                                                inner_ip[1] >> 4);
+  const std::uint8_t tos =
+      inner_v4 ? inner_ip[1]
+               : static_cast<std::uint8_t>((inner_ip[0] & 0xf) << 4 | inner_ip[1] >> 4);
   const Ip s = ip(outer_src), d = ip(outer_dst);
   return ethernet(dst, src, ethertype(s.family),
                   ip_packet(s, d, inner_v4 ? 4 : 41, inner_ip, tos, 64));

@@ -28,7 +28,7 @@ namespace switchyard::l4::test {
 
 // Returns an empty string when the namespace is ready, else why not (the caller skips).
 inline std::string enter_test_net() {
-  static std::string result = [] () -> std::string {
+  static std::string result = []() -> std::string {
     if (::geteuid() != 0) return "needs root (network namespaces, BPF)";
     if (::unshare(CLONE_NEWNET | CLONE_NEWNS) != 0) return "unshare(CLONE_NEWNET) failed";
     // Our mounts must not propagate back to the host.

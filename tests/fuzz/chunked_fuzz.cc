@@ -54,16 +54,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(ref.consumed == consumed, "chunked body ends at " + std::to_string(consumed) +
                                              " for the proxy, " + std::to_string(ref.consumed) +
                                              " for the reference: " + escape(body));
-    FUZZ_CHECK(ref.data == r.body, "decoded data differs: proxy " + escape(r.body) +
-                                       ", reference " + escape(ref.data));
+    FUZZ_CHECK(ref.data == r.body,
+               "decoded data differs: proxy " + escape(r.body) + ", reference " + escape(ref.data));
     FUZZ_CHECK(p.body_bytes() == r.body.size(), "body_bytes() disagrees with the data");
   } else {
-    FUZZ_CHECK(ref.result != RefChunked::Result::kComplete || ref.framing_trailer,
-               "reference completes a body the proxy " +
-                   std::string(r.last == Status::kError ? "rejects (" +
-                                                              std::string(p.error_reason()) + ")"
-                                                        : "still waits on") +
-                   ": " + escape(body.substr(0, ref.consumed)));
+    FUZZ_CHECK(
+        ref.result != RefChunked::Result::kComplete || ref.framing_trailer ||
+            ref.llhttp_refuses,
+        "reference completes a body the proxy " +
+            std::string(r.last == Status::kError ? "rejects (" + std::string(p.error_reason()) + ")"
+                                                 : "still waits on") +
+            ": " + escape(body.substr(0, ref.consumed)));
     if (r.last != Status::kError) {
       // Everything the proxy has decoded so far is what the reference decoded.
       FUZZ_CHECK(ref.result == RefChunked::Result::kNeedMore,
@@ -89,9 +90,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(!checker.done(), "ChunkedChecker completes a body the reference does not");
     // (The reference reads whole lines before judging them; the checker may refuse a line
     // before its end, so "reference waits, checker refuses" is fine.)
-    FUZZ_CHECK(!ok || ref.result == RefChunked::Result::kNeedMore,
-               "ChunkedChecker accepts a body the reference rejects (" + ref.why +
-                   "): " + escape(body));
+    FUZZ_CHECK(
+        !ok || ref.result == RefChunked::Result::kNeedMore,
+        "ChunkedChecker accepts a body the reference rejects (" + ref.why + "): " + escape(body));
   }
   return 0;
 }

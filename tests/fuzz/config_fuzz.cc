@@ -30,14 +30,16 @@ bool clean(std::string_view s) {
 }
 
 void check_header(const config::Header& h, const char* what) {
-  FUZZ_CHECK(is_token(h.name), std::string(what) + " header name is not a token: " + escape(h.name));
+  FUZZ_CHECK(is_token(h.name),
+             std::string(what) + " header name is not a token: " + escape(h.name));
   FUZZ_CHECK(clean(h.value), std::string(what) + " header value has CR/LF/NUL: " + escape(h.value));
 }
 
 void check_edits(const config::HeaderEdits& e) {
   for (const auto& h : e.set) check_header(h, "set");
   for (const auto& h : e.add) check_header(h, "add");
-  for (const auto& n : e.remove) FUZZ_CHECK(is_token(n), "remove name is not a token: " + escape(n));
+  for (const auto& n : e.remove)
+    FUZZ_CHECK(is_token(n), "remove name is not a token: " + escape(n));
 }
 
 // The answer written for `r` parses as one complete response.
@@ -100,9 +102,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
       }
       if (route.rewrite.kind != config::PathRewrite::Kind::kNone) {
-        FUZZ_CHECK(route.rewrite.to.find_first_of(std::string_view(" \t\r\n\0", 5)) ==
-                       std::string::npos,
-                   "rewrite replacement would break the request line: " + escape(route.rewrite.to));
+        FUZZ_CHECK(
+            route.rewrite.to.find_first_of(std::string_view(" \t\r\n\0", 5)) == std::string::npos,
+            "rewrite replacement would break the request line: " + escape(route.rewrite.to));
       }
     }
   }
@@ -110,8 +112,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (pool.health && pool.health->kind == config::HealthCheck::Kind::kHttp) {
       const config::HealthCheck& hc = *pool.health;
       FUZZ_CHECK(is_token(hc.method), "health check method is not a token: " + escape(hc.method));
-      FUZZ_CHECK(!hc.path.empty() && hc.path.find_first_of(std::string_view(" \r\n\0\t", 5)) ==
-                                         std::string::npos,
+      FUZZ_CHECK(!hc.path.empty() &&
+                     hc.path.find_first_of(std::string_view(" \r\n\0\t", 5)) == std::string::npos,
                  "health check path would break the request line: " + escape(hc.path));
       FUZZ_CHECK(clean(hc.host) && hc.host.find(' ') == std::string::npos,
                  "health check Host with CR/LF/NUL/space: " + escape(hc.host));
@@ -122,7 +124,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   std::string error;
   auto rules = switchyard::rules::RuleSet::compile(c, error);
-  FUZZ_CHECK(rules != nullptr, "the loader accepted a configuration the rules compiler refuses: " +
-                                   error);
+  FUZZ_CHECK(rules != nullptr,
+             "the loader accepted a configuration the rules compiler refuses: " + error);
   return 0;
 }

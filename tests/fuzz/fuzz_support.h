@@ -41,13 +41,14 @@ inline std::string escape(std::string_view s, std::size_t max = 400) {
   return out;
 }
 
-[[noreturn]] inline void fail(const char* file, int line, const char* cond, const std::string& msg) {
+[[noreturn]] inline void fail(const char* file, int line, const char* cond,
+                              const std::string& msg) {
   std::fprintf(stderr, "%s:%d: FUZZ CHECK FAILED: %s\n  %s\n", file, line, cond, msg.c_str());
   std::abort();
 }
 
-#define FUZZ_CHECK(cond, msg)                                     \
-  do {                                                            \
+#define FUZZ_CHECK(cond, msg)                                                \
+  do {                                                                       \
     if (!(cond)) ::switchyard::fuzz::fail(__FILE__, __LINE__, #cond, (msg)); \
   } while (0)
 
@@ -74,8 +75,21 @@ class Splitter {
 inline bool is_tchar(unsigned char c) {
   if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-':
-    case '.': case '^': case '_': case '`': case '|': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
       return true;
     default:
       return false;
@@ -119,9 +133,9 @@ inline std::string_view trim_ows(std::string_view v) {
 enum class Framing { kNone, kLength, kChunked };
 
 struct RefHead {
-  bool complete = false;  // found the end of the head
-  bool valid = false;     // complete and acceptable
-  std::string why;        // when !valid
+  bool complete = false;   // found the end of the head
+  bool valid = false;      // complete and acceptable
+  std::string why;         // when !valid
   std::size_t length = 0;  // bytes of the head (leading empty lines included)
   std::string method, target;
   int major = 0, minor = 0;
@@ -275,7 +289,8 @@ inline RefHead ref_request_head(std::string_view s) {
   if (has_te) {
     if (has_cl) return invalid("Transfer-Encoding with Content-Length");
     if (h.minor == 0) return invalid("Transfer-Encoding in HTTP/1.0");
-    if (te_tokens.empty() || te_tokens.back() != "chunked") return invalid("TE not ending in chunked");
+    if (te_tokens.empty() || te_tokens.back() != "chunked")
+      return invalid("TE not ending in chunked");
     for (std::size_t i = 0; i + 1 < te_tokens.size(); ++i) {
       if (te_tokens[i] == "chunked") return invalid("chunked applied twice");
     }
@@ -303,6 +318,9 @@ struct RefChunked {
   // A trailer field llhttp interprets (Content-Length, Transfer-Encoding: framing fields, which
   // RFC 9110 §6.5.1 keeps out of trailers); llhttp may refuse the body for them.
   bool framing_trailer = false;
+  // Valid extensions llhttp 8.1 refuses: one after an extension with a value (";a=b;c"), a
+  // quoted-pair in a quoted value (";a=\"b\\\"c\"").
+  bool llhttp_refuses = false;
 };
 
 // Policy: llhttp (and so Switchyard) refuses the "bad whitespace" (BWS) the grammar allows around
@@ -359,7 +377,9 @@ inline bool ref_chunk_ext(std::string_view ext) {
   }
 }
 
-inline RefChunked ref_chunked(std::string_view s) {
+// `max_trailers` and the line limits are Switchyard's (ChunkedChecker): a chunk-size line of at
+// most 4096 bytes with its CRLF, at most `max_trailers` trailer fields in 64 KiB.
+inline RefChunked ref_chunked(std::string_view s, std::size_t max_trailers = 100) {
   RefChunked r;
   std::size_t pos = 0;
   auto error = [&](const char* why) {
@@ -374,6 +394,7 @@ inline RefChunked ref_chunked(std::string_view s) {
       if (bad) return error("bare CR or LF in a chunk-size line");
       return r;
     }
+    if (line.size() + 2 > 4096) return error("chunk-size line too long");
     std::size_t i = 0;
     std::uint64_t size = 0;
     while (i < line.size()) {
@@ -389,6 +410,12 @@ inline RefChunked ref_chunked(std::string_view s) {
     }
     if (i == 0) return error("chunk size without hex digits");
     if (!ref_chunk_ext(line.substr(i))) return error("bad chunk extension");
+    std::string_view ext = line.substr(i);
+    std::size_t eq = ext.find('=');
+    if (eq != std::string_view::npos && ext.find(';', eq) != std::string_view::npos) {
+      r.llhttp_refuses = true;  // (a ';' inside a quoted value counts too: harmless)
+    }
+    if (ext.find('\\') != std::string_view::npos) r.llhttp_refuses = true;
     if (size == 0) break;
     if (s.size() - pos < size) {
       r.data.append(s.substr(pos));
@@ -404,6 +431,7 @@ inline RefChunked ref_chunked(std::string_view s) {
     pos += 2;
   }
   // trailer-section CRLF
+  std::size_t trailer_bytes = 0;
   for (;;) {
     std::string_view line;
     bool bad = false;
@@ -411,7 +439,10 @@ inline RefChunked ref_chunked(std::string_view s) {
       if (bad) return error("bare CR or LF in the trailer section");
       return r;
     }
+    trailer_bytes += line.size() + 2;
+    if (trailer_bytes > 64 * 1024) return error("trailer section too large");
     if (line.empty()) break;
+    if (r.trailer_fields == max_trailers) return error("too many trailer fields");
     if (line[0] == ' ' || line[0] == '\t') return error("obs-fold in a trailer");
     std::size_t colon = line.find(':');
     if (colon == std::string_view::npos || !is_token(line.substr(0, colon)))

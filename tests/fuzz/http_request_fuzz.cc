@@ -84,9 +84,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!body_error) {
       FUZZ_CHECK(ref.valid, "proxy accepted a head the RFC rejects (" + ref.why +
                                 "): " + escape(in.substr(start, head_len)));
-      FUZZ_CHECK(ref.length == head_len,
-                 "head length differs: proxy " + std::to_string(head_len) + ", reference " +
-                     std::to_string(ref.length) + ": " + escape(in.substr(start, head_len)));
+      FUZZ_CHECK(ref.length == head_len, "head length differs: proxy " + std::to_string(head_len) +
+                                             ", reference " + std::to_string(ref.length) + ": " +
+                                             escape(in.substr(start, head_len)));
       FUZZ_CHECK(ref.method == h.method.in(base) && ref.target == h.target.in(base),
                  "request line differs from the reference");
       FUZZ_CHECK(ref.major == h.version_major && ref.minor == h.version_minor, "version differs");
@@ -94,9 +94,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(ref_chunked == h.chunked, "chunked framing differs from the reference: " +
                                                escape(in.substr(start, head_len)));
       bool ref_cl = ref.framing == Framing::kLength;
-      FUZZ_CHECK(ref_cl == h.has_content_length && (!ref_cl || ref.content_length == h.content_length),
-                 "Content-Length framing differs from the reference: " +
-                     escape(in.substr(start, head_len)));
+      FUZZ_CHECK(
+          ref_cl == h.has_content_length && (!ref_cl || ref.content_length == h.content_length),
+          "Content-Length framing differs from the reference: " +
+              escape(in.substr(start, head_len)));
     }
 
     std::string_view body_raw =

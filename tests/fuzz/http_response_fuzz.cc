@@ -47,8 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(status >= 100 && status <= 599, "status out of range");
     if (status / 100 != 1) break;
     if (status == 101) return 0;  // Session answers 502: we never ask for an upgrade
-    FUZZ_CHECK(p.message_complete && p.message_end == p.head_end,
-               "an interim response has a body");
+    FUZZ_CHECK(p.message_complete && p.message_end == p.head_end, "an interim response has a body");
     start = p.message_end;
   }
   const switchyard::http::Head& h = proxy.head();
@@ -86,10 +85,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(ch.status == h.status, "status changed");
   for (const auto& f : ch.headers) {
     std::string_view name = f.name.in(wire.data());
-    FUZZ_CHECK(!switchyard::http::is_hop_by_hop(name) || switchyard::http::iequals(name, "connection"),
-               "hop-by-hop header forwarded: " + escape(out));
+    FUZZ_CHECK(
+        !switchyard::http::is_hop_by_hop(name) || switchyard::http::iequals(name, "connection"),
+        "hop-by-hop header forwarded: " + escape(out));
   }
-  if (dechunk) {
+  if (h.no_body) {
+    // (Framing fields of a bodiless response describe another response; HTTP/1.0 clients do
+    // not get Transfer-Encoding at all.)
+    FUZZ_CHECK(ch.no_body, "a bodiless response got a body: " + escape(out));
+  } else if (dechunk) {
     FUZZ_CHECK(!ch.chunked && !ch.has_content_length && !ch.keep_alive,
                "a de-chunked body must be delimited by close: " + escape(out));
   } else {

@@ -59,7 +59,8 @@ class Input {
 };
 
 template <std::size_t N>
-std::string choose(Input& in, const char* const (&list)[N], std::size_t max, std::string_view alphabet) {
+std::string choose(Input& in, const char* const (&list)[N], std::size_t max,
+                   std::string_view alphabet) {
   std::size_t k = in.pick(N + 1);
   return k < N ? std::string(list[k]) : in.text(max, alphabet);
 }
@@ -83,19 +84,19 @@ std::string q(std::string_view s) {
   return out + "\"";
 }
 
-const char* const kHosts[] = {"example.com", "*.example.com", "a.example.com", "api.test",
-                              "[::1]", "xn--bcher-kva.example"};
+const char* const kHosts[] = {"example.com", "*.example.com", "a.example.com",
+                              "api.test",    "[::1]",         "xn--bcher-kva.example"};
 const char* const kPaths[] = {"/", "/api/", "/api", "/v1/", "/static/", "/a/b/c", "/%7Euser/"};
-const char* const kRegexes[] = {"^/u/[0-9]+$", "^/api/(.*)$", "(a|b)+", ".*", "^/([^/]+)/(.*)$",
-                                "\\.(css|js)$"};
+const char* const kRegexes[] = {"^/u/[0-9]+$", "^/api/(.*)$",     "(a|b)+",
+                                ".*",          "^/([^/]+)/(.*)$", "\\.(css|js)$"};
 const char* const kMethods[] = {"GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH"};
 const char* const kNames[] = {"x-a", "x-user", "cookie", "host", "user-agent", "x-forwarded-for"};
 const char* const kValues[] = {"1", "yes", "a b", "", "uid=7; beta=yes", "Mozilla/5.0"};
-const char* const kSources[] = {"10.0.0.0/8", "192.0.2.0/24", "::1", "fd00::/8", "127.0.0.1",
-                                "0.0.0.0/0"};
+const char* const kSources[] = {"10.0.0.0/8", "192.0.2.0/24", "::1",
+                                "fd00::/8",   "127.0.0.1",    "0.0.0.0/0"};
 const char* const kReplaces[] = {"/x\\1", "/\\1/\\2", "/static", "\\1", "/v2/"};
-const char* const kTemplates[] = {"{host}", "www.{host}", "/new{path}", "{query}&a=1", "https",
-                                  "{scheme}"};
+const char* const kTemplates[] = {"{host}",      "www.{host}", "/new{path}",
+                                  "{query}&a=1", "https",      "{scheme}"};
 constexpr std::string_view kPathChars = "abcxyz019/._-~%?=&+";
 constexpr std::string_view kRegexChars = "ab/.*+?()[]^$|\\019-";
 constexpr std::string_view kHostChars = "abcxyz019.-*[]:";
@@ -183,7 +184,8 @@ std::string gen_config(Input& in) {
       "listeners: [{ name: web, bind: 127.0.0.1:0, routes: main }]\n"
       "pools:\n"
       "  a: { servers: [127.0.0.1:9001] }\n"
-      "  b: { scheduler: mh, hash: { header: x-user }, servers: [127.0.0.1:9002, 127.0.0.1:9003] }\n"
+      "  b: { scheduler: mh, hash: { header: x-user }, servers: [127.0.0.1:9002, 127.0.0.1:9003] "
+      "}\n"
       "  c: { persistence: { cookie: srv }, servers: [127.0.0.1:9004] }\n"
       "  d: { scheduler: dh, servers: [127.0.0.1:9005, 127.0.0.1:9006] }\n"
       "routes:\n";
@@ -203,7 +205,8 @@ std::string gen_config(Input& in) {
         case 0:
           y += std::string("split: [{ pool: a, weight: ") + std::to_string(in.pick(4)) +
                " }, { pool: b, weight: " + std::to_string(1 + in.pick(9)) + " }]";
-          if (in.flip()) y += std::string("\n      sticky: { ") + (in.flip() ? "cookie" : "header") + ": uid }";
+          if (in.flip())
+            y += std::string("\n      sticky: { ") + (in.flip() ? "cookie" : "header") + ": uid }";
           forwards = true;
           break;
         case 1: {
@@ -217,8 +220,8 @@ std::string gen_config(Input& in) {
           break;
         }
         case 2:
-          y += "respond: { status: " + std::to_string(200 + in.pick(300)) + ", body: " +
-               q(in.text(12, "")) + " }";
+          y += "respond: { status: " + std::to_string(200 + in.pick(300)) +
+               ", body: " + q(in.text(12, "")) + " }";
           break;
         case 3:
           if (std::string_view(y).find("  other:") == std::string_view::npos) {
@@ -242,8 +245,8 @@ std::string gen_config(Input& in) {
       }
       if (forwards && in.flip()) {
         y += "\n      request_headers: { set: { " + q(choose(in, kNames, 6, "abx-")) + ": " +
-             q(choose(in, kValues, 8, "ab1 ")) + " }, remove: [" + q(choose(in, kNames, 6, "abx-")) +
-             "] }";
+             q(choose(in, kValues, 8, "ab1 ")) + " }, remove: [" +
+             q(choose(in, kNames, 6, "abx-")) + "] }";
       }
       y += "\n";
     }
@@ -256,7 +259,8 @@ std::string gen_request(Input& in) {
   std::string target;
   switch (in.pick(4)) {
     case 0:
-      target = "http://" + choose(in, kHosts, 10, "abcxyz.019:") + choose(in, kPaths, 16, kPathChars);
+      target =
+          "http://" + choose(in, kHosts, 10, "abcxyz.019:") + choose(in, kPaths, 16, kPathChars);
       break;
     default:
       target = choose(in, kPaths, 24, kPathChars);
@@ -329,8 +333,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                         reinterpret_cast<const sockaddr*>(&ss), in.flip()};
     auto d1 = rs_index->decide(table, view, scratch);
     auto d2 = rs_scan->decide(table, view, scratch);
-    FUZZ_CHECK(d1.route == d2.route, "the route index and the scan disagree for " + escape(raw) +
-                                         "\n" + yaml);
+    FUZZ_CHECK(d1.route == d2.route,
+               "the route index and the scan disagree for " + escape(raw) + "\n" + yaml);
     if (!d1.route) continue;
     if (d1.route->pool) FUZZ_CHECK(d1.pool == d2.pool, "the index and the scan pick other pools");
     if (d1.route->redirect) {
@@ -353,6 +357,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       switchyard::http::write_upstream_request(raw.data(), parser.head(), fwd, up);
       MessageParser origin(MessageParser::Kind::kRequest, 10000);
       expect_one_message(origin, up, false, "forwarded request");
+      int hosts = 0;
+      for (const auto& f : origin.head().headers) {
+        hosts += switchyard::http::iequals(f.name.in(up.data()), "host") ? 1 : 0;
+      }
+      FUZZ_CHECK(hosts == 1, "the forwarded request has " + std::to_string(hosts) +
+                                 " Host fields: " + escape(up));
       if (rewritten) {
         FUZZ_CHECK(origin.head().target.in(up.data()) == target, "rewritten target changed");
         FUZZ_CHECK(!target.empty() && target[0] == '/',

@@ -251,6 +251,16 @@ class Lab:
             time.sleep(0.05)
         self.test.fail("director did not start:\n" + self.director_log())
 
+    def counters(self) -> dict[str, int]:
+        """The data path's global counters, via `switchyard l4 status` on the pinned maps."""
+        r = run(switchyard_bin(), "l4", "status", "--pin-path", self.pin_path)
+        out = {}
+        for line in r.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                out[parts[0]] = int(parts[1])
+        return out
+
     def director_log(self) -> str:
         with open(self.director_logs[-1]) as f:
             return f.read()
@@ -366,6 +376,12 @@ class NatTest(L4TestCase):
         lab.wait_serving()
         self.assertEqual(self.spread(lab), {"rs1", "rs2", "rs3"})
         self.assertIn("XDP attached to eth0 in generic (SKB) mode", lab.director_log())
+        counters = lab.counters()
+        self.assertGreaterEqual(counters["conn_new"], 12, counters)
+        self.assertGreater(counters["reverse_nat"], 0, counters)
+        status = run(switchyard_bin(), "l4", "status", "--pin-path", lab.pin_path).stdout
+        self.assertIn(f"{VIP}:80", status)
+        self.assertIn("-> 10.77.2.21:80", status)
 
     def test_nat_large_transfers_both_ways(self):
         lab = Lab(self, "nat")
@@ -377,6 +393,9 @@ class NatTest(L4TestCase):
                         f"head -c 500000 /dev/zero | curl -sS --max-time 10 "
                         f"--data-binary @- http://{VIP}/")
         self.assertRegex(upload.stdout.strip(), r"^rs[123] 500000$")
+        # Over veth the stacks hand GSO aggregates around: XDP leaves those to tc.
+        counters = lab.counters()
+        self.assertGreater(counters["tc_forwarded"], 0, counters)
 
     def test_down_server_gets_no_new_flows_but_keeps_established_ones(self):
         lab = Lab(self, "nat")
@@ -410,15 +429,16 @@ class NatTest(L4TestCase):
         lab = Lab(self, "nat")
         lab.start_director()
         lab.wait_serving()
-        conns = [lab.keepalive() for _ in range(3)]
+        # rr cursors are per CPU, so six connections cover at least two servers.
+        conns = [lab.keepalive() for _ in range(6)]
         servers = [c.ask() for c in conns]
-        self.assertEqual(set(servers), {"rs1", "rs2", "rs3"}, servers)
+        self.assertGreaterEqual(len(set(servers)), 2, servers)
         lab.stop_director()
         self.assertIn("XDP detached from eth0", lab.director_log())
         lab.start_director()
         self.assertIn("restored 1 services and 3 real servers", lab.director_log())
-        # With a fresh rr cursor, forgetting the flows would send at least two of the three
-        # connections to another server (which answers with RST).
+        # With fresh rr cursors, forgetting the flows would send some of them to another server
+        # (which answers with RST); tests/bpf checks the same deterministically on one CPU.
         for _ in range(2):
             self.assertEqual([c.ask() for c in reversed(conns)], list(reversed(servers)))
 
@@ -484,6 +504,10 @@ class TunTest(L4TestCase):
                         f"head -c 500000 /dev/zero | curl -sS --max-time 10 "
                         f"--data-binary @- http://{VIP}/")
         self.assertRegex(upload.stdout.strip(), r"^rs[123] 500000$")
+        # The upload's aggregates were encapsulated by tc (GSO-aware), the rest by XDP.
+        counters = lab.counters()
+        self.assertGreater(counters["tc_forwarded"], 0, counters)
+        self.assertGreater(counters["conn_hit"], 0, counters)
         tc = lab.sh("rs1", "tc", "filter", "show", "dev", "eth0", "ingress")
         self.assertIn("l4_decap", tc.stdout)
 

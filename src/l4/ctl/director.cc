@@ -32,9 +32,8 @@ namespace {
 // Maps whose contents must survive a control-plane restart: the flow tables, and what their
 // entries refer to (real ids and their generations, service ids), plus the counters so that
 // they count across restarts. `rows` and `cursors` are rebuilt on every start.
-constexpr const char* kPinnedMaps[] = {"services", "reals",    "conns",
-                                       "nat_rev",  "vs_stats", "real_stats",
-                                       "stats"};
+constexpr const char* kPinnedMaps[] = {"services", "reals",      "conns", "nat_rev",
+                                       "vs_stats", "real_stats", "stats"};
 
 constexpr const char* kBpffsRoot = "/sys/fs/bpf";
 
@@ -164,6 +163,31 @@ std::string driver_of(const std::string& ifname) {
   return info.driver;
 }
 
+// The data path asks the kernel's FIB for next hops (bpf_fib_lookup), and the kernel answers only
+// for interfaces that forward; the packets XDP leaves to the kernel need forwarding as well. A
+// director forwards by definition, so this turns it on for the interfaces it serves, and says so.
+void ensure_forwarding(const std::string& ifname, bool ipv6) {
+  for (const char* family : {"ipv4", "ipv6"}) {
+    if (std::string_view(family) == "ipv6" && !ipv6) continue;
+    const std::string path =
+        std::string("/proc/sys/net/") + family + "/conf/" + ifname + "/forwarding";
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    char value = 0;
+    if (!fd || ::read(fd.get(), &value, 1) != 1 || value != '0') continue;
+    if (::pwrite(fd.get(), "1", 1, 0) == 1) {
+      spdlog::info(
+          "l4: enabled {} forwarding on {} (net.{}.conf.{}.forwarding=1): the data "
+          "path routes through the kernel's FIB",
+          family, ifname, family, ifname);
+    } else {
+      spdlog::warn(
+          "l4: {} forwarding is off on {} and cannot be turned on ({}): VIP packets "
+          "will reach the kernel instead of being forwarded",
+          family, ifname, errno_text(errno));
+    }
+  }
+}
+
 bool is_bpffs(const std::string& path) {
   struct statfs st {};
   return ::statfs(path.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
@@ -213,10 +237,10 @@ void drop_incompatible_pin(bpf_map* map, const std::string& path) {
       info.max_entries == bpf_map__max_entries(map) && info.map_flags == bpf_map__map_flags(map)) {
     return;
   }
-  spdlog::warn("l4: pinned map {} has another size or layout ({} entries, want {}); replacing it{}",
-               path, info.max_entries, bpf_map__max_entries(map),
-               std::string(bpf_map__name(map)) == "conns" ? ": established flows are forgotten"
-                                                          : "");
+  spdlog::warn(
+      "l4: pinned map {} has another size or layout ({} entries, want {}); replacing it{}", path,
+      info.max_entries, bpf_map__max_entries(map),
+      std::string(bpf_map__name(map)) == "conns" ? ": established flows are forgotten" : "");
   ::unlink(path.c_str());
 }
 
@@ -241,7 +265,7 @@ Director::~Director() {
   }
   links_.clear();  // closing a link detaches its program
   tc_.clear();
-  skel_.reset();   // pinned maps stay in bpffs for the next start
+  skel_.reset();  // pinned maps stay in bpffs for the next start
 }
 
 std::unique_ptr<Director> Director::start(const config::L4& l4, const Availability& available,
@@ -520,9 +544,8 @@ bool Director::sync(const config::L4& l4, const Availability& available, std::st
         }
       }
     }
-    const std::vector<std::uint32_t> row =
-        build_row(sched, plan.row_servers, counts.size() == plan.row_servers.size() ? &counts
-                                                                                    : nullptr);
+    const std::vector<std::uint32_t> row = build_row(
+        sched, plan.row_servers, counts.size() == plan.row_servers.size() ? &counts : nullptr);
     l4_service current{};
     const bool exists = bpf_map_lookup_elem(services_fd, &plan.key, &current) == 0;
     l4_service next{};
@@ -558,8 +581,7 @@ bool Director::sync(const config::L4& l4, const Availability& available, std::st
       keys[i] = next.row * L4_RING_SIZE + static_cast<__u32>(i);
     }
     __u32 count = static_cast<__u32>(row.size());
-    if (count > 0 &&
-        bpf_map_update_batch(rows_fd, keys.data(), row.data(), &count, nullptr) != 0) {
+    if (count > 0 && bpf_map_update_batch(rows_fd, keys.data(), row.data(), &count, nullptr) != 0) {
       // Older kernels lack batch updates on arrays: one element at a time.
       for (std::size_t i = 0; i < row.size(); ++i) {
         if (bpf_map_update_elem(rows_fd, &keys[i], &row[i], BPF_ANY) != 0) {
@@ -601,8 +623,7 @@ bool Director::sync(const config::L4& l4, const Availability& available, std::st
   // 4. Interfaces (only once started: start() attaches after its first sync).
   if (!links_.empty() || !attach_modes_.empty()) {
     for (auto it = links_.begin(); it != links_.end();) {
-      if (std::find(l4.interfaces.begin(), l4.interfaces.end(), it->first) !=
-          l4.interfaces.end()) {
+      if (std::find(l4.interfaces.begin(), l4.interfaces.end(), it->first) != l4.interfaces.end()) {
         ++it;
         continue;
       }
@@ -618,15 +639,20 @@ bool Director::sync(const config::L4& l4, const Availability& available, std::st
 }
 
 bool Director::attach(const config::L4& l4, std::string& error) {
+  bool ipv6 = false;
+  for (const config::L4Service& svc : l4.services) {
+    ipv6 = ipv6 || svc.vip.family() == AF_INET6;
+    for (const config::L4Server& s : svc.servers) ipv6 = ipv6 || s.address.family() == AF_INET6;
+  }
   for (const std::string& ifname : l4.interfaces) {
     if (links_.count(ifname)) continue;
+    ensure_forwarding(ifname, ipv6);
     if (!attach_one(ifname, xdp_mode_, error)) return false;
   }
   return true;
 }
 
-bool Director::attach_one(const std::string& ifname, config::L4::XdpMode mode,
-                          std::string& error) {
+bool Director::attach_one(const std::string& ifname, config::L4::XdpMode mode, std::string& error) {
   const unsigned ifindex = ::if_nametoindex(ifname.c_str());
   if (ifindex == 0) {
     error = "l4: interface " + ifname + ": " + errno_text(errno);

@@ -70,8 +70,8 @@ bool change_address(bool add, const Vip& vip, unsigned ifindex, std::string& err
   req.ifa.ifa_scope = RT_SCOPE_UNIVERSE;
   req.ifa.ifa_index = ifindex;
   for (unsigned short type : {IFA_LOCAL, IFA_ADDRESS}) {
-    auto* rta = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) +
-                                          NLMSG_ALIGN(req.nh.nlmsg_len));
+    auto* rta =
+        reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.nh.nlmsg_len));
     rta->rta_type = type;
     rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(len));
     std::memcpy(RTA_DATA(rta), vip.addr, static_cast<std::size_t>(len));

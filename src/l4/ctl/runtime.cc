@@ -8,8 +8,8 @@ namespace switchyard::l4 {
 namespace {
 
 constexpr auto kPollInterval = std::chrono::milliseconds(200);
-constexpr unsigned kCountTicks = 10;     // lc/wlc flow counts every 2 s
-constexpr unsigned kRefreshTicks = 50;   // full re-sync every 10 s (neighbours, tunnel sources)
+constexpr unsigned kCountTicks = 10;    // lc/wlc flow counts every 2 s
+constexpr unsigned kRefreshTicks = 50;  // full re-sync every 10 s (neighbours, tunnel sources)
 
 config::Pool pool_of(const config::L4Service& svc) {
   config::Pool pool;

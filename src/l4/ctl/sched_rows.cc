@@ -62,9 +62,8 @@ std::vector<std::uint32_t> wrr_row(const std::vector<RowServer>& input, std::siz
     // Too long a cycle for one row: scale weights down, keeping every server at least once.
     const std::uint64_t len = cycle();
     for (RowServer& s : servers) {
-      s.weight = static_cast<std::uint32_t>(
-          std::max<std::uint64_t>(1, s.weight / weights_gcd(input) * (max_size - servers.size()) /
-                                         len));
+      s.weight = static_cast<std::uint32_t>(std::max<std::uint64_t>(
+          1, s.weight / weights_gcd(input) * (max_size - servers.size()) / len));
     }
   }
   const std::uint32_t g = weights_gcd(servers);

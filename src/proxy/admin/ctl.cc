@@ -11,11 +11,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config/config_loader.h"
@@ -58,7 +60,7 @@ constexpr const char* kUsage =
     "                        default: $SWITCHYARD_TOKEN, else the configuration's token_file\n"
     "  --json                print the API's JSON\n"
     "  --cacert FILE         HTTPS: trust this CA bundle\n"
-    "  --timeout SECONDS     per request (default 30; health: 2)\n"
+    "  --timeout SECONDS     health: give up after this long (default 2)\n"
     "  --insecure            HTTPS: do not verify the server's certificate\n";
 
 struct Options {
@@ -352,24 +354,25 @@ void print_reply(const std::string& what, const Json& j) {
 // `ctl health`: the instance is healthy when its admin API answers /api/v1/status (the control
 // plane is alive) and every listener with a fixed port accepts a TCP connection (the workers'
 // sockets are open). A pure L4 director has no listeners: the status answer is the whole check.
-// Prints one line either way; exit 0 healthy, 1 not.
-int health(const Options& o) {
+// Returns the line to print: "healthy: ..." or "unhealthy: why".
+std::string check_health(const Options& o) {
+  auto failed = [](const std::string& where, const std::exception& e) {
+    const auto* se = dynamic_cast<const boost::system::system_error*>(&e);
+    return "unhealthy: " + where + ": " + (se ? se->code().message() : std::string(e.what()));
+  };
   Json listeners;
   try {
     Reply status = request(o, http::verb::get, "/api/v1/status", "");
     if (status.status != 200) {
-      std::printf("unhealthy: %s/api/v1/status answered %d\n", o.url.c_str(), status.status);
-      return 1;
+      return "unhealthy: " + o.url + "/api/v1/status answered " + std::to_string(status.status);
     }
     Reply reply = request(o, http::verb::get, "/api/v1/listeners", "");
     listeners = Json::parse(reply.body, nullptr, false);
     if (reply.status != 200 || !listeners.is_array()) {
-      std::printf("unhealthy: %s/api/v1/listeners answered %d\n", o.url.c_str(), reply.status);
-      return 1;
+      return "unhealthy: " + o.url + "/api/v1/listeners answered " + std::to_string(reply.status);
     }
   } catch (const std::exception& e) {
-    std::printf("unhealthy: %s: %s\n", o.url.c_str(), e.what());
-    return 1;
+    return failed(o.url, e);
   }
   int checked = 0;
   for (const Json& l : listeners) {
@@ -384,21 +387,43 @@ int health(const Options& o) {
     try {
       net::io_context io;
       tcp::resolver resolver(io);
-      beast::tcp_stream stream(io);
-      stream.expires_after(o.timeout);
-      stream.connect(resolver.resolve(host, port));
+      tcp::socket socket(io);
+      net::connect(socket, resolver.resolve(host, port));
       beast::error_code ignored;
-      stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+      socket.shutdown(tcp::socket::shutdown_both, ignored);
     } catch (const std::exception& e) {
-      std::printf("unhealthy: listener %s (%s): %s\n", text(l["name"]).c_str(), bind.c_str(),
-                  e.what());
-      return 1;
+      return failed("listener " + text(l["name"]) + " (" + bind + ")", e);
     }
     ++checked;
   }
-  std::printf("healthy: admin API answers, %d of %zu listeners accept connections\n", checked,
-              listeners.size());
-  return 0;
+  return "healthy: admin API answers, " + std::to_string(checked) + " of " +
+         std::to_string(listeners.size()) + " listeners accept connections";
+}
+
+// Exit code 0 healthy, 1 not. Beast's synchronous calls ignore stream expiry, so a proxy that
+// accepts but never answers (stopped, wedged) would block forever: the check runs on a thread
+// of its own and is abandoned after o.timeout. The process then ends with _Exit, so that no
+// static destructor runs under the still-blocked thread.
+int health(const Options& o) {
+  std::promise<std::string> result;
+  std::future<std::string> line = result.get_future();
+  std::thread worker([&o, &result] {
+    try {
+      result.set_value(check_health(o));
+    } catch (const std::exception& e) {
+      result.set_value(std::string("unhealthy: ") + e.what());
+    }
+  });
+  if (line.wait_for(o.timeout) != std::future_status::ready) {
+    std::printf("unhealthy: %s: no answer within %lld s\n", o.url.c_str(),
+                static_cast<long long>(o.timeout.count()));
+    std::fflush(stdout);
+    std::_Exit(1);
+  }
+  worker.join();
+  std::string answer = line.get();
+  std::puts(answer.c_str());
+  return answer.rfind("healthy", 0) == 0 ? 0 : 1;
 }
 
 }  // namespace
@@ -499,7 +524,6 @@ int run_ctl(int argc, char** argv) {
     o.timeout = std::chrono::seconds(timeout.value_or(2));
     return health(o);
   }
-  if (timeout) o.timeout = std::chrono::seconds(*timeout);
   http::verb method = http::verb::get;
   std::string target, body, what = cmd;
   auto need = [&](std::size_t n) { return args.size() == n; };

@@ -385,6 +385,16 @@ workers: 2
 )") == Errors{"test.yaml:3:1: expected a single YAML document, found a second one here"});
 }
 
+TEST_CASE("a stray comma is an error, not a hang", "[config]") {
+  // yaml-cpp 0.7's LoadAll loops forever on these (found by tests/fuzz/config_fuzz.cc).
+  CHECK(errors_of(",") ==
+        Errors{"test.yaml:1:1: invalid YAML: unexpected character (a stray ','?)"});
+  CHECK(errors_of("[a], b") ==
+        Errors{"test.yaml:1:4: invalid YAML: unexpected character (a stray ','?)"});
+  CHECK(errors_of("- a\n,\n") ==
+        Errors{"test.yaml:2:1: invalid YAML: unexpected character (a stray ','?)"});
+}
+
 TEST_CASE("an empty file has no listener", "[config]") {
   CHECK(errors_of("") == Errors{"test.yaml: at least one listener is required"});
   CHECK(errors_of("# nothing here\n") == Errors{"test.yaml: at least one listener is required"});
@@ -1961,22 +1971,22 @@ l4:
       on_down: drop
       servers: []
 )") == Errors{
-               "test.yaml:2:16: invalid interface name 'eth0/1': expected 1 to 15 characters "
-               "without '/', ':' or blanks",
-               "test.yaml:3:13: unknown xdp_mode 'fast'; expected one of: auto, native, generic",
-               "test.yaml:4:13: l4.pin_path must be an absolute path (a directory on bpffs, e.g. "
-               "/sys/fs/bpf/switchyard), got 'relative/dir'",
-               "test.yaml:5:24: l4.connections.size must be between 1024 and 67108864, got 10",
-               "test.yaml:5:41: l4.connections.tcp_timeout must be at least 1s, got 10ms",
-               "test.yaml:8:12: invalid vip '192.0.2.10:0': a virtual service needs a port other "
-               "than 0",
-               "test.yaml:9:17: unknown protocol 'sctp'; expected tcp or udp",
-               "test.yaml:11:7: hash is only allowed with the sh and mh schedulers; 'rr' does not "
-               "hash the client",
-               "test.yaml:12:16: unknown on_down 'drop'; expected keep (flows of a DOWN server "
-               "continue) or reschedule (they move to another server)",
-               "test.yaml:13:16: l4 service 'web' needs at least one server",
-           });
+           "test.yaml:2:16: invalid interface name 'eth0/1': expected 1 to 15 characters "
+           "without '/', ':' or blanks",
+           "test.yaml:3:13: unknown xdp_mode 'fast'; expected one of: auto, native, generic",
+           "test.yaml:4:13: l4.pin_path must be an absolute path (a directory on bpffs, e.g. "
+           "/sys/fs/bpf/switchyard), got 'relative/dir'",
+           "test.yaml:5:24: l4.connections.size must be between 1024 and 67108864, got 10",
+           "test.yaml:5:41: l4.connections.tcp_timeout must be at least 1s, got 10ms",
+           "test.yaml:8:12: invalid vip '192.0.2.10:0': a virtual service needs a port other "
+           "than 0",
+           "test.yaml:9:17: unknown protocol 'sctp'; expected tcp or udp",
+           "test.yaml:11:7: hash is only allowed with the sh and mh schedulers; 'rr' does not "
+           "hash the client",
+           "test.yaml:12:16: unknown on_down 'drop'; expected keep (flows of a DOWN server "
+           "continue) or reschedule (they move to another server)",
+           "test.yaml:13:16: l4 service 'web' needs at least one server",
+       });
   CHECK(errors_of(R"(
 l4:
   services: [{ name: web, vip: 192.0.2.10:80, servers: [10.0.0.11:80] }]

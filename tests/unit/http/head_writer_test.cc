@@ -149,3 +149,55 @@ TEST_CASE("Connection cannot strip the fields that frame a message or name its t
   write_upstream_request(in.buf.data(), in.parser.head(), fwd, out);
   CHECK(out == "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n");
 }
+
+TEST_CASE("an absolute-form target goes upstream in origin-form with its authority as Host",
+          "[http]") {
+  RequestForwarding fwd;
+  fwd.x_forwarded_for = fwd.x_forwarded_proto = fwd.via = false;
+  fwd.default_host = "10.0.0.1:80";
+  // RFC 9112 §3.2.2: the received Host is replaced by the target's authority, which is what the
+  // routes matched on.
+  ParsedHead a("GET http://a.example:8080/p?q=1 HTTP/1.1\r\nHost: b.example\r\nX: 1\r\n\r\n",
+               MessageParser::Kind::kRequest);
+  std::string out;
+  write_upstream_request(a.buf.data(), a.parser.head(), fwd, out);
+  CHECK(out == "GET /p?q=1 HTTP/1.1\r\nHost: a.example:8080\r\nX: 1\r\n\r\n");
+  // No path: "/"; no Host at all (HTTP/1.0): the authority, not the default.
+  ParsedHead b("GET HTTPS://a.example?x HTTP/1.0\r\n\r\n", MessageParser::Kind::kRequest);
+  out.clear();
+  write_upstream_request(b.buf.data(), b.parser.head(), fwd, out);
+  CHECK(out == "GET /?x HTTP/1.1\r\nHost: a.example\r\n\r\n");
+}
+
+TEST_CASE("a route that sets or adds Host sends exactly one Host", "[http]") {
+  switchyard::config::HeaderEdits set;
+  set.set.push_back({"host", "internal.example"});
+  switchyard::config::HeaderEdits add;
+  add.add.push_back({"Host", "added.example"});
+  RequestForwarding fwd;
+  fwd.x_forwarded_for = fwd.x_forwarded_proto = fwd.via = false;
+  fwd.default_host = "10.0.0.1:80";
+  ParsedHead with_host("GET / HTTP/1.1\r\nHost: a\r\n\r\n", MessageParser::Kind::kRequest);
+  ParsedHead without_host("GET / HTTP/1.0\r\n\r\n", MessageParser::Kind::kRequest);
+  for (const auto* edits : {&set, &add}) {
+    fwd.edits = edits;
+    const std::string host = edits == &set ? "host: internal.example" : "Host: added.example";
+    for (ParsedHead* in : {&with_host, &without_host}) {
+      std::string out;
+      write_upstream_request(in->buf.data(), in->parser.head(), fwd, out);
+      CHECK(out == "GET / HTTP/1.1\r\n" + host + "\r\n\r\n");
+    }
+  }
+}
+
+TEST_CASE("HTTP/1.0 clients never get Transfer-Encoding, even without a body", "[http]") {
+  ParsedHead in("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nETag: \"x\"\r\n\r\n",
+                MessageParser::Kind::kResponse);
+  ResponseForwarding fwd;
+  fwd.client_http10 = true;
+  fwd.keep_alive = false;
+  fwd.via = false;
+  std::string out;
+  write_client_response(in.buf.data(), in.parser.head(), fwd, out);
+  CHECK(out == "HTTP/1.0 304 Not Modified\r\nETag: \"x\"\r\nConnection: close\r\n\r\n");
+}
