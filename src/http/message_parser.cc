@@ -433,6 +433,11 @@ int MessageParser::check_framing() {
     error_ = "empty Transfer-Encoding";
   } else if (chunked > 1 || (chunked == 1 && !iequals(last, "chunked"))) {
     error_ = "chunked must be the final transfer coding, applied once";
+  } else if ((chunked == 1) != head_.chunked) {
+    // We forward the field with its whitespace trimmed, but llhttp reads "chunked<TAB>" as
+    // another coding (for a response: a body delimited by close). Found by fuzzing: the client
+    // would have read the body as chunked.
+    error_ = "ambiguous Transfer-Encoding";
   }
   return error_ ? -1 : 0;
 }

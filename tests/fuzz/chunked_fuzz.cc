@@ -59,8 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(p.body_bytes() == r.body.size(), "body_bytes() disagrees with the data");
   } else {
     FUZZ_CHECK(
-        ref.result != RefChunked::Result::kComplete || ref.framing_trailer ||
-            ref.llhttp_refuses,
+        ref.result != RefChunked::Result::kComplete || ref.framing_trailer || ref.llhttp_refuses,
         "reference completes a body the proxy " +
             std::string(r.last == Status::kError ? "rejects (" + std::string(p.error_reason()) + ")"
                                                  : "still waits on") +

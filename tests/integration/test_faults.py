@@ -11,6 +11,8 @@ file descriptor limit new connections are refused with 503 and a close while the
 
 from __future__ import annotations
 
+import functools
+import mmap
 import os
 import resource
 import selectors
@@ -38,12 +40,24 @@ def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+@functools.lru_cache(maxsize=8)
+def _binary_has_asan(path: str) -> bool:
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return m.find(b"__asan_init") >= 0
+    except (OSError, ValueError):
+        return False
+
+
 def sanitized(pid: int) -> bool:
-    """True for an ASan build (build-asan/ in CI): its allocator keeps freed memory in
-    quarantine, so RSS says nothing about leaks there (LeakSanitizer does, at exit)."""
+    """True for an ASan build (build-asan/ in CI, gcc: libasan.so; clang: linked in): its
+    allocator keeps freed memory in quarantine, so RSS says nothing about leaks there
+    (LeakSanitizer does, at exit)."""
     try:
         with open(f"/proc/{pid}/maps") as f:
-            return "libasan" in f.read()
+            if "libasan" in f.read():
+                return True
+        return _binary_has_asan(os.readlink(f"/proc/{pid}/exe"))
     except OSError:
         return False
 

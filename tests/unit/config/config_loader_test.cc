@@ -395,6 +395,15 @@ TEST_CASE("a stray comma is an error, not a hang", "[config]") {
         Errors{"test.yaml:2:1: invalid YAML: unexpected character (a stray ','?)"});
 }
 
+TEST_CASE("header values with control characters are refused", "[config]") {
+  // Found by tests/fuzz/config_fuzz.cc: a 0x10 in a respond header made responses clients refuse.
+  CHECK(errors_of(R"(
+listeners: [{name: web, bind: 127.0.0.1:8080, routes: main}]
+routes: {main: [{respond: {status: 200, headers: {x-a: "a\x10b"}}}]}
+pools: {}
+)") == Errors{"test.yaml:2:56: header 'x-a' value must not contain control characters"});
+}
+
 TEST_CASE("an empty file has no listener", "[config]") {
   CHECK(errors_of("") == Errors{"test.yaml: at least one listener is required"});
   CHECK(errors_of("# nothing here\n") == Errors{"test.yaml: at least one listener is required"});
