@@ -6,6 +6,7 @@
 
 #include "config/config_loader.h"
 #include "core/log.h"
+#include "handoff/agent.h"
 #include "l4/ctl/realserver.h"
 #include "l4/ctl/status_cmd.h"
 #include "proxy/admin/ctl.h"
@@ -28,6 +29,8 @@ constexpr const char* kUsage =
     "                       prepare this host as an L4 real server (VIP on lo, ARP\n"
     "                       suppressed; tun: tc decap program on IFACE)\n"
     "  l4 status [--pin-path DIR]  L4 services, real servers and counters\n"
+    "  agent --listen ADDR:PORT --key FILE --backend ADDR:PORT\n"
+    "                       on a real server: adopt connections a front end hands off\n"
     "\n"
     "options:\n"
     "  -v, --verbose        debug logging\n";
@@ -47,6 +50,10 @@ int main(int argc, char** argv) {
   // Own option syntax (repeatable --vip/--dev): parsed by the L4 code.
   if (command == "realserver") return switchyard::l4::realserver_main(argc - 2, argv + 2);
   if (command == "l4") return switchyard::l4::l4_main(argc - 2, argv + 2);
+  if (command == "agent") {
+    switchyard::core::init_logging(spdlog::level::info);
+    return switchyard::handoff::agent_main(argc - 2, argv + 2);
+  }
   std::string config_path;
   unsigned port = 8080;
   bool verbose = false;

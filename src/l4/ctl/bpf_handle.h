@@ -11,36 +11,13 @@
 #include <memory>
 #include <utility>
 
+#include "core/unique_fd.h"
+
 namespace switchyard::l4 {
 
 // A file descriptor. For a BPF link (XDP attachment), closing the last descriptor detaches the
 // program, which is how the director detaches "cleanly on exit" even when it crashes.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  ~UniqueFd() { reset(); }
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+using UniqueFd = core::UniqueFd;
 
 // A libbpf skeleton (`bpftool gen skeleton` output): `Skel::destroy` unloads the programs, closes
 // the maps (pinned maps stay in bpffs) and frees the object.
