@@ -355,6 +355,9 @@ struct L4Service {
   bool hash_port = false;        // sh/mh: hash the client port too (`hash: source_port`)
   bool reschedule_down = false;  // `on_down: reschedule`: flows of a DOWN server move at once
                                  // (IPVS expire_nodest_conn); default `keep`
+  // TCP handoff (src/handoff/): new connections go to this host's stack (the L7 proxy listens on
+  // the VIP); only connections the proxy handed to a server are forwarded, DR or TUN.
+  bool handoff = false;
   std::optional<HealthCheck> health;
   std::vector<L4Server> servers;
 };

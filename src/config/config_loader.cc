@@ -118,8 +118,9 @@ constexpr std::string_view kL4Keys[] = {"interfaces", "xdp_mode", "pin_path", "c
 constexpr std::string_view kL4XdpModes[] = {"auto", "native", "generic"};
 constexpr std::string_view kL4ConnectionKeys[] = {"size", "tcp_timeout", "tcp_fin_timeout",
                                                   "udp_timeout"};
-constexpr std::string_view kL4ServiceKeys[] = {"name", "vip",     "protocol", "scheduler", "hash",
-                                               "mode", "on_down", "health",   "servers"};
+constexpr std::string_view kL4ServiceKeys[] = {"name",    "vip",    "protocol", "scheduler",
+                                               "hash",    "mode",   "on_down",  "health",
+                                               "handoff", "servers"};
 constexpr std::string_view kL4ServerKeys[] = {"address", "weight", "mode"};
 constexpr std::string_view kL4Modes[] = {"nat", "dr", "tun"};
 // The schedulers the data path implements (src/l4/ctl/sched_rows.h turns each into a row).
@@ -3034,6 +3035,15 @@ std::optional<L4Service> Loader::read_l4_service(const Value& v) {
     default_mode = read_l4_mode(*m);
     ok = ok && default_mode.has_value();
   }
+  if (const Value* h = map->get("handoff")) {
+    auto on = read_bool(*h);
+    if (on) service.handoff = *on;
+    ok = ok && on.has_value();
+    if (on && *on && service.protocol != IPPROTO_TCP) {
+      error(h->mark, fmt::format("l4 service '{}': handoff needs protocol tcp", service.name));
+      ok = false;
+    }
+  }
   if (const Value* h = map->get("health")) {
     service.health = read_health(*h);
     ok = ok && service.health.has_value();
@@ -3058,6 +3068,16 @@ std::optional<L4Service> Loader::read_l4_service(const Value& v) {
           error(server_value.mark,
                 fmt::format("duplicate server {} in l4 service '{}'; first listed at line {}",
                             server->address.text, service.name, prev->second));
+          ok = false;
+          continue;
+        }
+        // A handed-off connection is answered by the server itself, from the VIP: only the
+        // modes that deliver the client's packets unchanged can carry it.
+        if (service.handoff && server->mode == L4Mode::kNat) {
+          error(server_value.mark,
+                fmt::format("l4 service '{}' has handoff: server {} must use mode dr or tun "
+                            "(the server answers the client itself, from the VIP)",
+                            service.name, server->address.text));
           ok = false;
           continue;
         }

@@ -155,15 +155,16 @@ class Control : public std::enable_shared_from_this<Control> {
       read();
       return;
     }
-    sock_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](
-                                                  boost::system::error_code ec, std::size_t n) {
-      if (ec) {
-        if (ec != asio::error::eof) spdlog::info("agent: front end {}: {}", self->peer_, ec.message());
-        return;  // pending frozen sockets close silently with this object
-      }
-      self->in_.append(self->buf_.data(), n);
-      self->read();
-    });
+    sock_.async_read_some(asio::buffer(buf_),
+                          [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+                            if (ec) {
+                              if (ec != asio::error::eof)
+                                spdlog::info("agent: front end {}: {}", self->peer_, ec.message());
+                              return;  // pending frozen sockets close silently with this object
+                            }
+                            self->in_.append(self->buf_.data(), n);
+                            self->read();
+                          });
   }
 
   bool handle(const std::string& data) {

@@ -212,8 +212,7 @@ std::optional<Frame> Channel::decode(std::string_view data, std::string& error) 
     return std::nullopt;
   }
   if (data.size() < kHeaderBytes + kMacBytes || frame_size(data) != data.size() ||
-      std::memcmp(data.data(), kMagic, 4) != 0 ||
-      static_cast<std::uint8_t>(data[4]) != kVersion) {
+      std::memcmp(data.data(), kMagic, 4) != 0 || static_cast<std::uint8_t>(data[4]) != kVersion) {
     error = "not a handoff frame of version 1";
     return std::nullopt;
   }
@@ -281,7 +280,8 @@ std::optional<std::string> read_key_file(const std::string& path, std::string& e
   std::string key((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
   if (key.size() < 32) {
-    error = fmt::format("{}: a handoff key needs at least 32 bytes (head -c 32 /dev/urandom)", path);
+    error =
+        fmt::format("{}: a handoff key needs at least 32 bytes (head -c 32 /dev/urandom)", path);
     return std::nullopt;
   }
   return key;

@@ -27,8 +27,8 @@ namespace switchyard::handoff {
 
 enum class FrameType : std::uint8_t { kHello = 1, kOffer, kReady, kFailed, kGo, kAbort };
 
-inline constexpr std::size_t kHeaderBytes = 12;    // magic, version, type, reserved, length
-inline constexpr std::size_t kMacBytes = 32;       // HMAC-SHA256
+inline constexpr std::size_t kHeaderBytes = 12;        // magic, version, type, reserved, length
+inline constexpr std::size_t kMacBytes = 32;           // HMAC-SHA256
 inline constexpr std::size_t kMaxBodyBytes = 1 << 20;  // an Offer carries at most a request head
 inline constexpr std::size_t kChallengeBytes = 16;
 
@@ -36,11 +36,11 @@ using Challenge = std::array<unsigned char, kChallengeBytes>;
 
 struct Frame {
   FrameType type = FrameType::kHello;
-  std::uint64_t id = 0;    // the connection being handed off (all but Hello)
-  TcpState state;          // Offer
-  std::string unread;      // Offer: request bytes to put back in the receive queue
-  std::string reason;      // Failed
-  Challenge challenge{};   // Hello
+  std::uint64_t id = 0;   // the connection being handed off (all but Hello)
+  TcpState state;         // Offer
+  std::string unread;     // Offer: request bytes to put back in the receive queue
+  std::string reason;     // Failed
+  Challenge challenge{};  // Hello
 };
 
 // One end of a channel: the key, the challenge, and the next sequence numbers each way.

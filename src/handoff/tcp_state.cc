@@ -12,7 +12,9 @@
 namespace switchyard::handoff {
 namespace {
 
-int set_int(int fd, int opt, int v) { return ::setsockopt(fd, IPPROTO_TCP, opt, &v, sizeof v); }
+int set_int(int fd, int opt, int v) {
+  return ::setsockopt(fd, IPPROTO_TCP, opt, &v, sizeof v);
+}
 
 bool get_u32(int fd, int opt, std::uint32_t& v) {
   socklen_t len = sizeof v;
@@ -195,8 +197,8 @@ core::UniqueFd restore(const TcpState& st, std::span<const char> unread, std::st
 
 std::string describe(const TcpState& st) {
   std::string ws = st.window_scaling ? fmt::format("{}/{}", st.snd_wscale, st.rcv_wscale) : "off";
-  return fmt::format("{} <- {} snd {} rcv {} mss {} ws {}{}{}", text_of(st.local),
-                     text_of(st.peer), st.snd_seq, st.rcv_seq, st.mss, ws, st.sack ? " sack" : "",
+  return fmt::format("{} <- {} snd {} rcv {} mss {} ws {}{}{}", text_of(st.local), text_of(st.peer),
+                     st.snd_seq, st.rcv_seq, st.mss, ws, st.sack ? " sack" : "",
                      st.timestamps ? " ts" : "");
 }
 

@@ -27,8 +27,8 @@
 namespace switchyard::handoff {
 
 struct TcpState {
-  sockaddr_storage local{};  // the address the client connected to (VIP:port)
-  sockaddr_storage peer{};   // the client
+  sockaddr_storage local{};   // the address the client connected to (VIP:port)
+  sockaddr_storage peer{};    // the client
   std::uint32_t snd_seq = 0;  // next sequence number we send
   std::uint32_t rcv_seq = 0;  // next sequence number we expect
   std::uint16_t mss = 0;      // the peer's MSS as negotiated

@@ -112,6 +112,7 @@ l4:
     - { name: rr3, vip: 192.0.2.10:80, scheduler: rr, servers: [10.0.0.17:80, 10.0.0.18:80, 10.0.0.19:80] }
     - { name: mh3, vip: 192.0.2.11:80, scheduler: mh, servers: [10.0.0.17:80, 10.0.0.18:80, 10.0.0.19:80] }
     - { name: wrr, vip: 192.0.2.12:80, scheduler: wrr, servers: [{address: 10.0.0.17:80, weight: 3}, 10.0.0.18:80] }
+    - { name: ho4, vip: 192.0.2.20:80, mode: dr, handoff: true, servers: [10.0.0.17:80, 10.0.0.18:80] }
 )";
 
 // Real servers 10.0.0.17-19 get neighbour entries with MACs 02:00:00:00:00:11-13 (17 = 0x11), so
@@ -635,4 +636,50 @@ TEST_CASE("a restarted director keeps the pinned flows", "[bpf][conn][restart]")
     INFO("sport " << sport);
     CHECK(server_of(run(again->program_fd(), rr_frame(sport, kAck))) == first[sport]);
   }
+}
+
+namespace {
+
+sockaddr_storage socket_address(const std::string& text) {
+  config::SocketAddress a;
+  REQUIRE(config::parse_socket_address(text, a).empty());
+  sockaddr_storage out{};
+  std::memcpy(&out, &a.storage, sizeof out);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("handoff services pass new flows to the stack; steered flows are forwarded",
+          "[bpf][handoff]") {
+  Fixture fx;
+  if (!fx.ready()) return;
+  const Flow syn = tcp("198.51.100.7", "192.0.2.20", 40100, 80);
+  Flow data = syn;
+  data.tcp_flags = 0x18;  // PSH|ACK: the client's next segment after the handoff
+  const sockaddr_storage client = socket_address("198.51.100.7:40100");
+  const sockaddr_storage vip = socket_address("192.0.2.20:80");
+
+  // The L7 proxy on this host accepts the connection: nothing is scheduled.
+  check_case(fx.prog, {"new flow of a handoff service", frame(syn, kDirectorMac, kRouterMac),
+                       XDP_PASS, {}});
+  check_case(fx.prog, {"still no flow entry", frame(data, kDirectorMac, kRouterMac), XDP_PASS, {}});
+
+  auto steering = fx.director->steering();
+  REQUIRE(steering);
+  std::string error;
+  REQUIRE(steering->steer(client, vip, socket_address("10.0.0.18:8080"), error));
+  check_case(fx.prog, {"steered to 10.0.0.18: DR", frame(data, kDirectorMac, kRouterMac), XDP_TX,
+                       frame(data, real_mac(0x12), kDirectorMac)});
+  // Other clients' connections stay with the proxy.
+  const Flow other = tcp("198.51.100.7", "192.0.2.20", 40101, 80);
+  check_case(fx.prog, {"another connection", frame(other, kDirectorMac, kRouterMac), XDP_PASS, {}});
+
+  CHECK_FALSE(steering->steer(client, vip, socket_address("10.0.0.19:80"), error));
+  CHECK(error.find("no l4 handoff service") != std::string::npos);
+  CHECK_FALSE(steering->steer(client, socket_address("192.0.2.2:80"),
+                              socket_address("10.0.0.18:80"), error));
+
+  steering->unsteer(client, vip);
+  check_case(fx.prog, {"unsteered", frame(data, kDirectorMac, kRouterMac), XDP_PASS, {}});
 }

@@ -65,6 +65,8 @@ enum l4_mode {
 /* l4_service.flags */
 #define L4_VS_F_RESCHEDULE_DOWN 0x01 /* flows of an unavailable real go to a new one (IPVS
                                       * expire_nodest_conn); otherwise they stay */
+#define L4_VS_F_HANDOFF 0x02 /* TCP handoff: new flows go to the local stack (the L7 proxy);
+                              * only flows the proxy wrote into conns are forwarded */
 
 /* l4_real.flags */
 #define L4_REAL_F_IN_USE 0x01    /* slot holds a configured server */

@@ -586,6 +586,12 @@ int l4_director(struct xdp_md* ctx) {
   struct l4_vs_key vk = {.port = p.key.dport, .proto = p.key.proto, .family = p.key.family};
   __builtin_memcpy(vk.addr, p.key.dst, 16);
   struct l4_service* vs = bpf_map_lookup_elem(&services, &vk);
+  if (vs && (vs->flags & L4_VS_F_HANDOFF)) {
+    /* The L7 proxy on this host takes new connections and decides, per request, which it
+     * hands off (writing their conns entries); everything else is its to answer. */
+    count(L4_STAT_PASS);
+    return XDP_PASS;
+  }
   if (vs) {
     /* A new flow (or one whose entry expired or whose real is gone): schedule it. */
     real = schedule(vs, &p, &real_id);

@@ -446,6 +446,7 @@ bool Director::sync(const config::L4& l4, const Availability& available, std::st
     std::vector<RowServer> row_servers;
   };
   std::vector<Planned> planned;
+  std::vector<FlowSteering::Target> handoff_targets;
   for (std::size_t s = 0; s < l4.services.size(); ++s) {
     const config::L4Service& svc = l4.services[s];
     const l4_vs_key vk = vs_key_of(svc);
@@ -523,6 +524,11 @@ bool Director::sync(const config::L4& l4, const Availability& available, std::st
         }
         reals_[rid] = r;
       }
+      if (svc.handoff) {
+        FlowSteering::Target t{vk, {}, e.family, rid, r.gen};
+        std::memcpy(t.addr, e.addr, sizeof t.addr);
+        handoff_targets.push_back(t);
+      }
     }
     planned.push_back(std::move(plan));
   }
@@ -551,7 +557,8 @@ bool Director::sync(const config::L4& l4, const Availability& available, std::st
     l4_service next{};
     next.id = plan.id;
     next.pick = pick_for(sched, svc.hash_port);
-    next.flags = svc.reschedule_down ? L4_VS_F_RESCHEDULE_DOWN : 0;
+    next.flags = static_cast<__u8>((svc.reschedule_down ? L4_VS_F_RESCHEDULE_DOWN : 0) |
+                                   (svc.handoff ? L4_VS_F_HANDOFF : 0));
     next.slots = static_cast<__u32>(row.size());
     const __u32 base = plan.id * L4_ROWS_PER_SERVICE;
     next.row = exists && current.row == base ? base + 1 : base;
@@ -620,7 +627,20 @@ bool Director::sync(const config::L4& l4, const Availability& available, std::st
     it = real_ids_.erase(it);
   }
 
-  // 4. Interfaces (only once started: start() attaches after its first sync).
+  // 4. Handoff steering for what is installed now (workers keep the previous one until they
+  // pick this up; its real ids stay valid or carry a stale generation the data path rejects).
+  {
+    std::uint64_t j = 0, ns = 0;
+    core::UniqueFd conns(::fcntl(bpf_map__fd(skel->maps.conns), F_DUPFD_CLOEXEC, 0));
+    if (conns && read_clock(j, ns)) {
+      steering_ = std::make_shared<const FlowSteering>(std::move(conns),
+                                                       std::move(handoff_targets), j, ns, hz_);
+    } else {
+      fail("cannot set up handoff steering: " + errno_text(errno));
+    }
+  }
+
+  // 5. Interfaces (only once started: start() attaches after its first sync).
   if (!links_.empty() || !attach_modes_.empty()) {
     for (auto it = links_.begin(); it != links_.end();) {
       if (std::find(l4.interfaces.begin(), l4.interfaces.end(), it->first) != l4.interfaces.end()) {

@@ -26,6 +26,7 @@
 #include "config/config.h"
 #include "l4/abi/l4_abi.h"
 #include "l4/ctl/bpf_handle.h"
+#include "l4/ctl/flow_steering.h"
 
 struct l4_lb;  // the bpftool skeleton (generated into the build directory)
 
@@ -82,6 +83,10 @@ class Director {
   bool sync(const config::L4& l4, const Availability& available, std::string& error,
             const std::vector<std::vector<std::uint64_t>>* active = nullptr);
 
+  // TCP handoff: steering into the flow table for the handoff services installed by the last
+  // sync (a new object after each sync; null before the first).
+  std::shared_ptr<const FlowSteering> steering() const { return steering_; }
+
   // Live flows per server of each service (for lc/wlc), from one pass over the flow table.
   // Same shape as l4.services[s].servers. Costs O(table size); call every second or so.
   std::vector<std::vector<std::uint64_t>> active_flows(const config::L4& l4) const;
@@ -125,6 +130,7 @@ class Director {
   std::vector<l4_real> reals_;                        // mirror of the reals map
   std::vector<bool> service_used_;
   std::map<std::string, std::size_t> logged_;  // service name -> servers taking new flows
+  std::shared_ptr<const FlowSteering> steering_;
 };
 
 }  // namespace switchyard::l4
