@@ -50,6 +50,7 @@ struct Timeouts {
   Millis upstream_response{60000};  // max gap waiting on upstream response bytes -> 504
   Millis upstream_idle{30000};      // idle pooled upstream connection is closed after this
   Millis shutdown{30000};           // graceful shutdown: in-flight requests get this long
+  Millis tunnel_idle{3600000};      // tunnel (tcp listener, WebSocket) without traffic -> closed
 };
 
 // Headers the proxy adds to requests it forwards upstream.
@@ -64,6 +65,24 @@ struct AccessLog {
   bool enabled = true;
   Format format = Format::kJson;
   std::string path = "-";  // "-" = stdout
+};
+
+// Zero-copy forwarding (top-level `splice:`). One block for every kernel forwarding path: pipe
+// splice of message bodies here; connection-wide paths (sockmap) add their keys next to these.
+struct Splice {
+  // Move request and response bodies with a known Content-Length of at least min_body through
+  // a pipe (socket -> pipe -> socket, no copy to userspace). Plain TCP on both sides only.
+  bool bodies = true;
+  std::uint64_t min_body = 64 * 1024;
+  // F_SETPIPE_SZ for the worker's pipes (rounded up by the kernel to a power-of-two number of
+  // pages). Above /proc/sys/fs/pipe-max-size needs CAP_SYS_RESOURCE; if refused, the kernel
+  // default (64 KiB) is used and said once.
+  std::size_t pipe_size = 1024 * 1024;
+  // Tunnels (`mode: tcp` listeners, HTTP Upgrade) are forwarded by the kernel through a BPF
+  // sockhash (src/splice/sockmap.h) when true and BPF is available; else bytes are copied.
+  // Off by default: on kernel 6.18 a socket that joined the sockhash with bytes queued once had
+  // a segment redirected twice, and the drain that avoids it is not proven airtight (docs).
+  bool sockmap = false;
 };
 
 struct Header {
@@ -314,10 +333,14 @@ struct TlsServer {
 };
 
 struct Listener {
+  enum class Mode { kHttp, kTcp };
   std::string name;
   SocketAddress bind;
-  std::string routes;  // name of the route table
+  Mode mode = Mode::kHttp;
+  std::string routes;  // name of the route table (kHttp)
+  std::string pool;    // kTcp: every connection goes to a server of this pool, as a tunnel
   std::optional<TlsServer> tls;
+  bool websocket = true;  // kHttp: forward Upgrade requests and tunnel after a 101
 };
 
 // The admin API (src/proxy/admin/). File paths are as written in the file; the admin server
@@ -382,6 +405,7 @@ struct Config {
   Timeouts timeouts;
   Forwarding forwarding;
   AccessLog access_log;
+  Splice splice;
   std::vector<Listener> listeners;
   std::map<std::string, RouteTable> routes;
   std::map<std::string, Pool> pools;

@@ -43,10 +43,14 @@ namespace {
 
 constexpr std::string_view kTopLevelKeys[] = {"workers",    "access_log", "limits", "timeouts",
                                               "forwarding", "listeners",  "routes", "pools",
-                                              "admin",      "l4"};
+                                              "admin",      "l4",         "splice"};
 constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
-constexpr std::string_view kListenerKeys[] = {"name", "bind", "routes", "tls"};
-constexpr std::string_view kRequiredListenerKeys[] = {"name", "bind", "routes"};
+// `splice:` (all kernel forwarding paths share this block; see read_splice).
+constexpr std::string_view kSpliceKeys[] = {"bodies", "min_body", "pipe_size", "sockmap"};
+constexpr std::string_view kListenerKeys[] = {"name", "bind", "mode",     "routes",
+                                              "pool", "tls",  "websocket"};
+constexpr std::string_view kRequiredListenerKeys[] = {"name", "bind"};
+constexpr std::string_view kListenerModes[] = {"http", "tcp"};
 constexpr std::string_view kTlsKeys[] = {
     "certificates",    "min_version", "max_version",  "ciphers",   "ciphersuites",
     "groups",          "alpn",        "session_tickets", "ticket_rotation", "session_cache",
@@ -169,6 +173,7 @@ constexpr TimeoutField kTimeoutFields[] = {
     {"upstream_response", &Timeouts::upstream_response},
     {"upstream_idle", &Timeouts::upstream_idle},
     {"shutdown", &Timeouts::shutdown},
+    {"tunnel_idle", &Timeouts::tunnel_idle},
 };
 
 struct ForwardingField {
@@ -787,6 +792,7 @@ class Loader {
   void read_limits(const Value& v);
   void read_timeouts(const Value& v);
   void read_forwarding(const Value& v);
+  void read_splice(const Value& v);
   void read_listeners(const Value& v);
   void read_listener(const Value& v);
   std::optional<TlsServer> read_tls(const Value& v);
@@ -1083,6 +1089,7 @@ void Loader::read_top_level(const Value& root) {
   if (const Value* v = top->get("limits")) read_limits(*v);
   if (const Value* v = top->get("timeouts")) read_timeouts(*v);
   if (const Value* v = top->get("forwarding")) read_forwarding(*v);
+  if (const Value* v = top->get("splice")) read_splice(*v);
   // Tables and pools first so references from listeners and routes can be checked afterwards.
   if (const Value* v = top->get("routes")) read_route_tables(*v);
   if (const Value* v = top->get("pools")) read_pools(*v);
@@ -1165,6 +1172,30 @@ void Loader::read_forwarding(const Value& v) {
   }
 }
 
+// The whole `splice:` block, in one place: zero-copy forwarding paths and their limits.
+void Loader::read_splice(const Value& v) {
+  auto map = open_map(v, "splice", kSpliceKeys);
+  if (!map) return;
+  Splice& sp = config_.splice;
+  if (const Value* b = map->get("bodies")) {
+    if (auto on = read_bool(*b)) sp.bodies = *on;
+  }
+  // Below a few pipe-loads, the poll + splice system calls cost more than the copy they save.
+  if (const Value* m = map->get("min_body")) {
+    if (auto n = read_size(*m, "splice.min_body", 4 * kKiB, 1024 * kGiB)) {
+      sp.min_body = *n;
+    }
+  }
+  if (const Value* p = map->get("pipe_size")) {
+    if (auto n = read_size(*p, "splice.pipe_size", 4 * kKiB, 64 * kMiB)) {
+      sp.pipe_size = static_cast<std::size_t>(*n);
+    }
+  }
+  if (const Value* s = map->get("sockmap")) {
+    if (auto on = read_bool(*s)) sp.sockmap = *on;
+  }
+}
+
 void Loader::read_listeners(const Value& v) {
   if (!expect_list(v)) return;
   if (v.node.size() == 0) {
@@ -1213,7 +1244,42 @@ void Loader::read_listener(const Value& v) {
     if (address) listener.bind = std::move(*address);
     ok = ok && address.has_value();
   }
-  if (const Value* r = map->get("routes")) {
+  if (const Value* m = map->get("mode")) {
+    if (auto mode = read_string(*m)) {
+      if (*mode == "tcp") {
+        listener.mode = Listener::Mode::kTcp;
+      } else if (*mode != "http") {
+        error(m->mark,
+              fmt::format("unknown listener mode '{}'; expected {}", *mode, join(kListenerModes)));
+        return;  // what else the listener needs depends on its mode
+      }
+    } else {
+      return;
+    }
+  }
+  const bool tcp = listener.mode == Listener::Mode::kTcp;
+  // An HTTP listener routes each request by its table; a tcp listener has no requests to route
+  // and sends whole connections to one pool.
+  if (tcp) {
+    ok = require(*map, "pool", "listener with mode tcp") && ok;
+    for (std::string_view key : {"routes", "tls", "websocket"}) {
+      if (const Value* x = map->get(key)) {
+        error(x->mark,
+              fmt::format("'{}' is not allowed on a listener with mode tcp{}", key,
+                          key == "tls" ? " (TLS passes through the tunnel untouched)" : ""));
+        ok = false;
+      }
+    }
+  } else {
+    ok = require(*map, "routes", "listener") && ok;
+    if (const Value* x = map->get("pool")) {
+      error(x->mark,
+            "'pool' is only allowed on a listener with mode tcp; an HTTP listener "
+            "names its route table in 'routes'");
+      ok = false;
+    }
+  }
+  if (const Value* r = map->get("routes"); r && !tcp) {
     auto table = read_name(*r, "listener routes");
     if (table) {
       table_refs_.push_back({*table, r->mark});
@@ -1221,7 +1287,47 @@ void Loader::read_listener(const Value& v) {
     }
     ok = ok && table.has_value();
   }
-  if (const Value* t = map->get("tls")) {
+  if (const Value* p = map->get("pool"); p && tcp) {
+    auto pool = read_name(*p, "listener pool");
+    if (pool) {
+      pool_refs_.push_back({*pool, p->mark});
+      listener.pool = *pool;
+      // Pools are read before listeners. A connection carries no request: the pool can hash on
+      // the client's address only.
+      auto it = config_.pools.find(*pool);
+      if (it != config_.pools.end()) {
+        const Pool& pl = it->second;
+        using On = HashKey::On;
+        On on = pl.hash.on;
+        if (on == On::kDefault) {
+          const upstream::SchedulerInfo* info = upstream::find_scheduler(pl.scheduler);
+          if (info) on = info->default_key;
+        }
+        if (on == On::kHeader || on == On::kCookie || on == On::kUrl ||
+            pl.persistence.kind == Persistence::Kind::kCookie) {
+          error(p->mark, fmt::format("pool '{}' hashes or persists on HTTP request data (a "
+                                     "header, cookie or URL), which a tcp listener does not "
+                                     "have; use source hashing or source persistence",
+                                     *pool));
+          ok = false;
+        } else if (pl.tls) {
+          error(p->mark, fmt::format("pool '{}' speaks TLS to its servers; a tcp listener "
+                                     "forwards bytes as they are and cannot use it",
+                                     *pool));
+          ok = false;
+        }
+      }
+    }
+    ok = ok && pool.has_value();
+  }
+  if (const Value* ws = map->get("websocket"); ws && !tcp) {
+    if (auto on = read_bool(*ws)) {
+      listener.websocket = *on;
+    } else {
+      ok = false;
+    }
+  }
+  if (const Value* t = map->get("tls"); t && !tcp) {
     listener.tls = read_tls(*t);
     ok = ok && listener.tls.has_value();
   }

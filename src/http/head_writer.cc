@@ -149,6 +149,10 @@ void write_upstream_request(const char* base, const Head& request, const Request
   if (fwd.x_forwarded_proto) append_header(out, "X-Forwarded-Proto", fwd.proto);
   append_edits(fwd.edits, out);
   out.append(fwd.extra_fields);
+  if (!fwd.upgrade.empty()) {
+    out.append("Connection: Upgrade\r\n");
+    append_header(out, "Upgrade", fwd.upgrade);
+  }
   if (fwd.via) {
     out.append("Via: ")
         .append(request.version_minor == 0 ? "1.0" : "1.1")
@@ -177,7 +181,10 @@ void write_client_response(const char* base, const Head& response, const Respons
   append_edits(fwd.edits, out);
   out.append(fwd.extra_fields);
   if (fwd.via) out.append("Via: 1.1 switchyard\r\n");
-  if (!fwd.keep_alive) {
+  if (!fwd.upgrade.empty()) {
+    out.append("Connection: Upgrade\r\n");
+    append_header(out, "Upgrade", fwd.upgrade);
+  } else if (!fwd.keep_alive) {
     out.append("Connection: close\r\n");
   } else if (fwd.client_http10) {
     out.append("Connection: keep-alive\r\n");

@@ -26,6 +26,9 @@ struct RequestForwarding {
   // TLS listeners: drop X-Client-Verify / X-Client-Cert-Subject sent by the client, so that only
   // the proxy's own (in extra_fields) reach the server.
   bool drop_client_cert_fields = false;
+  // An upgrade the proxy forwards (the client's Upgrade value, e.g. "websocket"): sent as
+  // "Connection: Upgrade" + "Upgrade: <value>" instead of being stripped as hop-by-hop.
+  std::string_view upgrade;
 };
 
 // The request head to send upstream: always HTTP/1.1, keep-alive, body framing untouched.
@@ -39,6 +42,9 @@ struct ResponseForwarding {
   bool via = true;
   const config::HeaderEdits* edits = nullptr;  // route's response header edits, if any
   std::string_view extra_fields;  // complete "Name: value\r\n" lines to add (e.g. Set-Cookie)
+  // A 101 Switching Protocols being passed on: "Connection: Upgrade" + "Upgrade: <value>"
+  // (instead of any keep-alive/close field).
+  std::string_view upgrade;
 };
 
 // The response head to send to the client.

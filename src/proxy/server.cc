@@ -166,8 +166,23 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   std::vector<std::unique_ptr<Worker>> pool;
   std::vector<std::thread> threads;
   std::vector<std::future<std::string>> started;
+  // Tunnels (tcp listeners, WebSocket): the kernel forwards their bytes through a BPF sockhash
+  // when it can; said once here, whichever engine it is.
+  std::shared_ptr<const splice::SockmapEngine> sockmap;
+  if (config->splice.sockmap) {
+    std::string err;
+    sockmap = splice::SockmapEngine::load(err);
+    if (sockmap) {
+      spdlog::info("tunnels: sockmap engine (BPF sk_skb redirect; bytes stay in the kernel)");
+    } else {
+      spdlog::warn("tunnels: sockmap unavailable ({}); tunnels copy through userspace", err);
+    }
+  } else {
+    spdlog::info("tunnels: splice.sockmap is false; tunnels copy through userspace");
+  }
   for (unsigned w = 0; w < workers; ++w) {
     pool.push_back(std::make_unique<Worker>(static_cast<int>(w), snapshot, listen_fds[w]));
+    pool.back()->set_sockmap(sockmap);
   }
   for (unsigned w = 0; w < workers; ++w) {
     auto promise = std::make_shared<std::promise<std::string>>();

@@ -1,7 +1,9 @@
 #include "proxy/session.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -287,7 +289,9 @@ Session::Session(Worker& w, ListenerRuntime& listener, int fd)
       tls_send_(this, &Session::on_tls_send_cb),
       client_timer_(this, kClientTimer, &Session::on_timer),
       upstream_timer_(this, kUpstreamTimer, &Session::on_timer),
-      send_timer_(this, kSendTimer, &Session::on_timer) {
+      send_timer_(this, kSendTimer, &Session::on_timer),
+      req_splice_(this, &Session::on_req_poll_cb),
+      resp_splice_(this, &Session::on_resp_poll_cb) {
   // Head buffers are taken when bytes arrive and given back between requests: an idle
   // keep-alive connection owns none (receives land in the shared ring).
   socklen_t len = sizeof(peer_);
@@ -303,7 +307,7 @@ Session::Session(Worker& w, ListenerRuntime& listener, int fd)
 
 Session::~Session() {
   release_buffers();
-  ::close(fd_);
+  if (fd_ >= 0) ::close(fd_);  // -1 once a tunnel took it over
 }
 
 void Session::adopt_view() {
@@ -325,6 +329,7 @@ std::size_t Session::max_head_bytes() const {
 
 void Session::start() {
   adopt_view();
+  if (listener_.tcp) return start_tcp();
   w_.client_header_timeouts.arm(client_timer_, w_.now());
   req_.begin_head(in_.get());
   read_client();
@@ -332,12 +337,14 @@ void Session::start() {
 
 void Session::drain() {
   draining_ = true;
+  if (listener_.tcp || tunnel_) return;  // a tunnel ends when its peers end it (or at the deadline)
   // Between requests with nothing buffered: nobody is waiting for anything.
   if (req_state_ == ReqState::kHead && in_len_ == 0 && resp_state_ == RespState::kNone) close();
 }
 
 void Session::close() {
   if (closing_) return;
+  if (tunnel_ && !tunnel_done_) return tunnel_->abort();  // on_tunnel_done closes us
   closing_ = true;
   recycle(held_.bid);
   held_ = HeldPiece{};
@@ -345,9 +352,11 @@ void Session::close() {
   client_timer_.disarm();
   upstream_timer_.disarm();
   send_timer_.disarm();
+  stop_splice(Dir::kRequest);
+  stop_splice(Dir::kResponse);
   if (up_) release_upstream(false);
   client_recv_.cancel();
-  if (inflight_ > 0) {
+  if (inflight_ > 0 && fd_ >= 0) {
     io_uring_sqe* sqe = w_.ring().sqe(nullptr);
     io_uring_prep_cancel_fd(sqe, fd_, IORING_ASYNC_CANCEL_ALL);
   }
@@ -361,6 +370,12 @@ void Session::maybe_free() {
 }
 
 void Session::release_upstream(bool reusable) {
+  if (req_splice_.active || resp_splice_.active) {
+    // A body was being spliced through this connection: it cannot carry another request.
+    stop_splice(Dir::kRequest);
+    stop_splice(Dir::kResponse);
+    reusable = false;
+  }
   UpstreamConn* up = up_;
   up_ = nullptr;
   upstream_timer_.disarm();
@@ -592,6 +607,7 @@ void Session::on_request_head(std::size_t head_end) {
   } else {
     req_state_ = ReqState::kConnect;
   }
+  upgrade_ = wants_upgrade();
 
   rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_), tls_ != nullptr};
   decision_ = view_->snapshot->rules->decide(table_, view, w_.scratch());
@@ -661,6 +677,7 @@ void Session::handle_request_body(const char* data, std::size_t len, int bid) {
 
 void Session::start_upstream(bool allow_idle) {
   if (!pool_) return fail(503);
+  if (listener_.tcp) allow_idle = false;  // idle connections are HTTP keep-alive ones
   if (up_send_.in_flight()) {
     // A send to the previous server is being cancelled and still owns up_send_: go on when its
     // completion arrives (on_upstream_send).
@@ -782,6 +799,10 @@ void Session::on_upstream_connected(int res) {
     }
     return upstream_failed(upstream::Outcome::kConnectFailure);
   }
+  if (listener_.tcp) {
+    pool_->report(up_->server(), upstream::Outcome::kSuccess, w_.now());
+    return start_tunnel({}, {});
+  }
   send_request_head();
 }
 
@@ -819,6 +840,8 @@ void Session::send_request_head() {
     fwd.extra_fields = client_cert_fields_;
     fwd.drop_client_cert_fields = listener_.tls != nullptr;
     fwd.via = cf.via;
+    if (up_->tls()) upgrade_ = false;  // a tunnel needs the raw socket
+    if (upgrade_) fwd.upgrade = "websocket";  // whatever else the client listed is dropped
     const config::Route* route = decision_.route;
     if (!route->request_headers.empty()) fwd.edits = &route->request_headers;
     if (route->rewrite.kind != config::PathRewrite::Kind::kNone) {
@@ -842,6 +865,9 @@ void Session::send_request_head() {
   up_send_.add(in_.get() + head_end_, body_end - head_end_);
   up_send_bid_ = -1;
   if (req_state_ != ReqState::kDone) req_state_ = ReqState::kBody;
+  // The rest of a large body goes by splice once this send is done (on_upstream_send).
+  req_splice_.wanted = req_state_ == ReqState::kBody && splice_eligible(h);
+  resp_splice_.wanted = false;
   submit_upstream_send();
   upstream_sent_ = Clock::now();
   pool_->response_timeouts->arm(upstream_timer_, w_.now());
@@ -885,6 +911,10 @@ void Session::on_upstream_send(int res) {
     // Head (and body bytes read with it) are gone; from now on in_ only needs the head.
     in_len_ = head_end_;
     in_parsed_ = head_end_;
+    if (req_splice_.wanted) {
+      req_splice_.wanted = false;
+      if (start_splice(Dir::kRequest, req_.head().content_length - req_.body_bytes())) return;
+    }
     w_.client_body_timeouts.arm(client_timer_, w_.now());
     read_client();
   }
@@ -969,7 +999,10 @@ void Session::advance_response() {
   }
   const http::Head& h = resp_.head();
   if (h.status / 100 == 1) {
-    if (h.status == 101) return fail(502);  // we never ask for an upgrade
+    if (h.status == 101) {
+      if (upgrade_) return start_upgrade();
+      return fail(502);  // an upgrade we did not ask for
+    }
     // Interim response (100 Continue): pass it on to 1.1 clients, then read the final one. Its
     // empty "message" completes on the next parse, without consuming bytes.
     std::size_t c2 = 0;
@@ -1047,6 +1080,9 @@ void Session::send_response_head() {
     resp_state_ = RespState::kDone;
     if (rin_parsed_ + consumed != rin_len_) upstream_reusable_ = false;
   }
+  // The rest of a large body goes by splice once this send is done (on_client_send).
+  resp_splice_.wanted =
+      status == http::MessageParser::Status::kNeedMore && !dechunk_ && splice_eligible(h);
   client_send_.clear();
   client_send_.add(out_.data(), out_.size());
   if (dechunk_) {
@@ -1111,6 +1147,190 @@ void Session::read_ahead() {
   up_->ensure_recv();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Splicing bodies (see session.h and splice/body_pump.h)
+
+bool Session::splice_eligible(const http::Head& h) const {
+  const config::Splice& sp = cfg().splice;
+  // TLS needs the bytes in userspace; chunked bodies are framed, so their length is not known
+  // up front (they keep the copy path).
+  return sp.bodies && !tls_ && up_ && !up_->tls() && h.has_content_length && !h.chunked &&
+         !h.no_body && h.content_length >= sp.min_body;
+}
+
+namespace {
+
+bool set_nonblocking(int fd, bool& done) {
+  if (done) return true;
+  // Sockets have none of the other F_SETFL flags set, so this is their whole flag word.
+  if (::fcntl(fd, F_SETFL, O_NONBLOCK) != 0) return false;
+  done = true;
+  return true;
+}
+
+}  // namespace
+
+// Starts moving the `length` bytes left of the current body. False (and nothing changed) if it
+// cannot: the caller goes on with the copy path.
+bool Session::start_splice(Dir d, std::uint64_t length) {
+  BodySplice& b = splice_of(d);
+  if (length == 0 || !up_ || b.active) return false;
+  if (!set_nonblocking(fd_, client_nonblock_) || !set_nonblocking(up_->fd(), up_->nonblock_)) {
+    return false;
+  }
+  splice::PipePool& pool = w_.pipes();
+  pool.set_size(cfg().splice.pipe_size);
+  int err = 0;
+  b.pipe = pool.acquire(err);
+  if (pool.take_size_refused()) {
+    spdlog::warn("splice: the kernel refused {}-byte pipes (pipe-max-size); using {}-byte pipes",
+                 cfg().splice.pipe_size, b.pipe.capacity());
+  }
+  if (err != 0) {
+    // Out of descriptors or memory: copying needs neither.
+    spdlog::debug("splice: no pipe ({}); copying", std::strerror(-err));
+    return false;
+  }
+  if (d == Dir::kRequest) {
+    b.pump.start(fd_, up_->fd(), b.pipe, length);
+  } else {
+    b.pump.start(up_->fd(), fd_, b.pipe, length);
+  }
+  b.active = true;
+  run_splice(d);
+  return true;
+}
+
+void Session::stop_splice(Dir d) {
+  BodySplice& b = splice_of(d);
+  if (!b.active) return;
+  b.active = false;
+  if (b.polling) {
+    // Its completion (-ECANCELED, or a late readiness) finds the splice inactive and only counts.
+    io_uring_sqe* sqe = w_.ring().sqe(nullptr);
+    io_uring_prep_poll_remove(sqe, reinterpret_cast<std::uint64_t>(static_cast<IoOp*>(&b.poll)));
+  }
+  // A pipe still holding bytes (abandoned halfway) is closed, not reused.
+  w_.pipes().release(std::move(b.pipe), b.pump.in_pipe() == 0);
+}
+
+void Session::run_splice(Dir d) {
+  BodySplice& b = splice_of(d);
+  const std::uint64_t read_before = b.pump.left_to_read();
+  std::uint64_t moved = 0;
+  splice::BodyPump::Result r = b.pump.run(moved);
+  const bool read_some = b.pump.left_to_read() != read_before;
+  if (moved) {
+    spliced_bytes_ += moved;
+    w_.counters().splice_bytes += moved;
+    (d == Dir::kRequest ? bytes_in_ : bytes_out_) += moved;
+  }
+  using R = splice::BodyPump::Result;
+  int fd = -1;
+  unsigned events = 0;
+  if (d == Dir::kResponse) {
+    switch (r) {
+      case R::kDone:
+        stop_splice(d);
+        upstream_timer_.disarm();
+        send_timer_.disarm();
+        resp_state_ = RespState::kDone;
+        return finish_exchange();
+      case R::kWantRead:
+        // Waiting for the server: the response timeout, as for a receive.
+        send_timer_.disarm();
+        pool_->response_timeouts->arm(upstream_timer_, w_.now());
+        fd = up_->fd();
+        events = POLLIN;
+        break;
+      case R::kWantWrite:
+        // Waiting for the client to read: like a send, it must progress within client_idle.
+        upstream_timer_.disarm();
+        if (moved || !send_timer_.armed()) w_.client_idle_timeouts.arm(send_timer_, w_.now());
+        fd = fd_;
+        events = POLLOUT;
+        break;
+      case R::kSourceClosed:
+      case R::kSourceError:
+        spdlog::warn("upstream {} closed mid-response{}{}", up_->address().text,
+                     r == R::kSourceError ? ": " : "",
+                     r == R::kSourceError ? std::strerror(b.pump.error()) : "");
+        pool_->report(up_->server(), upstream::Outcome::kReset, w_.now());
+        return close();
+      case R::kSinkError:
+        return close();  // the client went away
+    }
+  } else {
+    switch (r) {
+      case R::kDone:
+        stop_splice(d);
+        // As handle_request_body at the end of a body; nothing of the next request has been read
+        // (it is still in the socket), and req_ never saw this body.
+        req_state_ = ReqState::kDone;
+        client_timer_.disarm();
+        in_len_ = in_parsed_ = next_start_ = head_end_;
+        req_parser_stale_ = true;
+        if (resp_state_ == RespState::kHead) {
+          pool_->response_timeouts->arm(upstream_timer_, w_.now());
+        }
+        return;
+      case R::kWantRead:
+        if (read_some || !client_timer_.armed()) {
+          w_.client_body_timeouts.arm(client_timer_, w_.now());
+        }
+        if (moved && resp_state_ == RespState::kHead) {
+          pool_->response_timeouts->arm(upstream_timer_, w_.now());
+        }
+        fd = fd_;
+        events = POLLIN;
+        break;
+      case R::kWantWrite:
+        // The server is not reading: its response timeout (armed since the head went out, and
+        // re-armed on progress as for sends) decides.
+        if (read_some) w_.client_body_timeouts.arm(client_timer_, w_.now());
+        if (moved && resp_state_ == RespState::kHead) {
+          pool_->response_timeouts->arm(upstream_timer_, w_.now());
+        }
+        fd = up_->fd();
+        events = POLLOUT;
+        break;
+      case R::kSourceClosed:
+      case R::kSourceError:
+        return close();  // the client went away mid-upload; the server connection with it
+      case R::kSinkError:
+        // The server stopped taking the body (it may have answered already, e.g. 413): read no
+        // more of it; the response side decides what the client gets.
+        stop_splice(d);
+        upstream_reusable_ = false;
+        return;
+    }
+  }
+  // An earlier poll of this direction is still being removed: its completion runs the pump.
+  if (b.polling) return;
+  b.polling = true;
+  ++inflight_;
+  io_uring_sqe* sqe = w_.ring().sqe(&b.poll);
+  io_uring_prep_poll_add(sqe, fd, events);
+}
+
+void Session::on_req_poll_cb(void* self, int, std::uint32_t) {
+  static_cast<Session*>(self)->on_splice_poll(Dir::kRequest);
+}
+
+void Session::on_resp_poll_cb(void* self, int, std::uint32_t) {
+  static_cast<Session*>(self)->on_splice_poll(Dir::kResponse);
+}
+
+void Session::on_splice_poll(Dir d) {
+  --inflight_;
+  BodySplice& b = splice_of(d);
+  b.polling = false;
+  if (closing_) return maybe_free();
+  // Stopped meanwhile (its poll removed), or restarted and waiting for this completion. Errors
+  // and hang-ups (POLLERR, POLLHUP) are not looked at here: the splice reports them.
+  if (b.active) run_splice(d);
+}
+
 void Session::on_client_send_cb(void* self, int res, std::uint32_t) {
   static_cast<Session*>(self)->on_client_send(res);
 }
@@ -1146,6 +1366,10 @@ void Session::on_client_send(int res) {
       resp_state_ = RespState::kHead;
       return advance_response();
     case RespState::kBody:
+      if (resp_splice_.wanted) {
+        resp_splice_.wanted = false;
+        if (start_splice(Dir::kResponse, resp_.head().content_length - resp_.body_bytes())) return;
+      }
       pool_->response_timeouts->arm(upstream_timer_, w_.now());
       return up_->ensure_recv();
     case RespState::kDone:
@@ -1181,12 +1405,19 @@ void Session::next_request() {
   status_ = 0;
   bytes_in_ = rest;
   bytes_out_ = 0;
+  spliced_bytes_ = 0;
   up_head_.clear();
   decision_ = {};
   pool_ = nullptr;
   deferred_start_ = DeferredStart::kNone;
   if (rest == 0) release_buffers();
-  req_.begin_head(in_.get());
+  if (req_parser_stale_) {
+    // The last body went around the parser: start it afresh (it still counts that body's bytes).
+    req_parser_stale_ = false;
+    req_.reset(in_.get());
+  } else {
+    req_.begin_head(in_.get());
+  }
   adopt_view();
   if (draining_ || w_.draining()) {
     if (rest == 0) return close();
@@ -1339,6 +1570,7 @@ void Session::send_local() {
 
 void Session::fail(int status) {
   if (closing_) return;
+  if (listener_.tcp) return close();  // no HTTP on this connection: all we can do is close
   leave_queue();
   client_timer_.disarm();
   upstream_timer_.disarm();
@@ -1357,7 +1589,8 @@ void Session::fail(int status) {
 
 // Per-request statistics (proxy/stats.h): this worker's own slots only, nothing shared written.
 void Session::count_request() {
-  w_.counters().copy_bytes += bytes_in_ + bytes_out_;
+  // A tunnel counts its own bytes (copy or sockmap) as it moves them.
+  if (!tunnel_) w_.counters().copy_bytes += bytes_in_ + bytes_out_ - spliced_bytes_;
   int c = status_class(status_);
   if (ListenerCounters* l = listener_.stats) {
     if (c >= 0) ++l->requests[c];
@@ -1396,7 +1629,114 @@ void Session::log_access() {
   r.bytes_out = bytes_out_;
   r.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - request_start_).count();
   r.upstream = up_ ? std::string_view(up_->address().text) : std::string_view("-");
+  if (tunnel_address_) r.upstream = tunnel_address_->text;
   w_.access_log().push(r, cfg().access_log.format);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tunnels
+
+// `mode: tcp`: no HTTP at all. The listener's pool picks a server as for a request (scheduler,
+// source persistence, health, max_connections, queue, retries on connect failure); once
+// connected, both sockets become a tunnel.
+void Session::start_tcp() {
+  request_start_ = w_.now();
+  const auto& pools = cfg().pools;
+  auto it = pools.find(listener_.pool);
+  if (it == pools.end()) return close();  // (the loader checks the reference)
+  fallback_used_ = true;                  // a tcp listener has no route, hence no fallback
+  use_pool(static_cast<int>(std::distance(pools.begin(), it)));
+  start_upstream(/*allow_idle=*/false);
+}
+
+// A request the proxy forwards as an upgrade (RFC 9110 §7.8): an HTTP/1.1 GET without a body,
+// with Upgrade and "Connection: upgrade", on a plain listener that allows it.
+bool Session::wants_upgrade() const {
+  if (!listener_.websocket || tls_ || req_state_ != ReqState::kDone) return false;
+  const http::Head& h = req_.head();
+  const char* base = in_.get();
+  if (h.version_minor < 1 || h.method.in(base) != "GET" || h.chunked) return false;
+  if (h.has_content_length && h.content_length > 0) return false;
+  bool connection_upgrade = false;
+  for (const http::HeaderSpan& f : h.headers) {
+    if (http::iequals(f.name.in(base), "connection") &&
+        http::list_contains_token(f.value.in(base), "upgrade")) {
+      connection_upgrade = true;
+    }
+  }
+  // Only WebSocket: an h2c upgrade tunnelled through would carry HTTP/2 requests the rules never
+  // see (h2c smuggling), so it is removed as hop-by-hop like any other.
+  return connection_upgrade && http::list_contains_token(upgrade_value(h, base), "websocket");
+}
+
+std::string_view Session::upgrade_value(const http::Head& h, const char* base) const {
+  for (const http::HeaderSpan& f : h.headers) {
+    if (http::iequals(f.name.in(base), "upgrade")) return f.value.in(base);
+  }
+  return {};
+}
+
+// The server accepted the upgrade: pass the 101 on and tunnel both connections. Bytes the
+// server sent after its head, and bytes the client sent after its request, go first.
+void Session::start_upgrade() {
+  const http::Head& h = resp_.head();
+  status_ = 101;
+  pool_->report(up_->server(), upstream::Outcome::kSuccess, w_.now());
+  if (ServerCounters* sc = pool_->server_counters(up_->server())) {
+    sc->response.observe(Clock::now() - upstream_sent_);
+  }
+  http::ResponseForwarding fwd;
+  fwd.via = cfg().forwarding.via;
+  fwd.upgrade = upgrade_value(h, rin_.get());
+  if (fwd.upgrade.empty()) fwd.upgrade = upgrade_value(req_.head(), in_.get());
+  if (!decision_.route->response_headers.empty()) fwd.edits = &decision_.route->response_headers;
+  std::string to_client;
+  http::write_client_response(rin_.get(), h, fwd, to_client);
+  bytes_out_ += to_client.size();
+  to_client.append(rin_.get() + rin_parsed_, rin_len_ - rin_parsed_);
+  std::string to_upstream(in_.get() + next_start_, in_len_ - next_start_);
+  response_started_ = true;
+  start_tunnel(std::move(to_upstream), std::move(to_client));
+}
+
+void Session::start_tunnel(std::string to_upstream, std::string to_client) {
+  UpstreamConn* up = up_;
+  if (up->inflight_ > 0 || up_send_.in_flight() || up_tls_send_ || client_recv_.in_flight() ||
+      client_send_.in_flight() || tls_) {
+    // Operations still own one of the sockets (should not happen: the request is sent and
+    // nothing is being read); handing it over now could interleave bytes.
+    spdlog::warn("{}: cannot start a tunnel with operations in flight; closing", client_);
+    return close();
+  }
+  up_ = nullptr;
+  client_timer_.disarm();
+  upstream_timer_.disarm();
+  send_timer_.disarm();
+  // The server stays in use (for lc/wlc and max_connections) until the tunnel ends.
+  tunnel_pool_ = &up->pool();
+  tunnel_server_ = up->server();
+  tunnel_address_ = &up->address();
+  int upstream_fd = up->fd_;
+  up->fd_ = -1;
+  up->close();  // frees the connection object; the socket is the tunnel's now
+  int client_fd = fd_;
+  fd_ = -1;
+  tunnel_ = std::make_unique<splice::Tunnel>(w_, client_fd, upstream_fd, std::move(to_upstream),
+                                             std::move(to_client), w_.sockmap(), this,
+                                             &Session::on_tunnel_done);
+  tunnel_->start();
+}
+
+void Session::on_tunnel_done(void* self) {
+  auto* s = static_cast<Session*>(self);
+  s->tunnel_done_ = true;
+  s->bytes_in_ += s->tunnel_->bytes_to_upstream();
+  s->bytes_out_ += s->tunnel_->bytes_to_client();
+  PoolRuntime& pool = *s->tunnel_pool_;
+  pool.balancer.finished(s->tunnel_server_);
+  if (pool.queue_head) s->w_.wake_queue(pool);
+  s->log_access();
+  s->close();
 }
 
 }  // namespace switchyard::proxy

@@ -21,6 +21,9 @@
 #include "proxy/io_ops.h"
 #include "proxy/worker.h"
 #include "rules/request_key.h"
+#include "splice/body_pump.h"
+#include "splice/pipe_pool.h"
+#include "splice/tunnel.h"
 
 namespace switchyard::proxy {
 
@@ -75,6 +78,7 @@ class UpstreamConn {
   bool idle_ = false;
   bool closing_ = false;
   bool reused_ = false;
+  bool nonblock_ = false;  // O_NONBLOCK set (for splice; io_uring does not mind either way)
   int inflight_ = 0;
   Clock::time_point connect_start_{};  // for the connect latency histogram
   SimpleOp connect_op_;
@@ -177,9 +181,50 @@ class Session {
   void close();
   void release_upstream(bool reusable);
   void log_access();
+
+  // ---- Tunnels (splice/tunnel.h): `mode: tcp` listeners and HTTP Upgrade (WebSocket). The
+  // session hands both sockets to a Tunnel and stays alive (counted as a connection, drained and
+  // aborted as usual) until the tunnel reports done; the server stays "in use" for the pool's
+  // scheduler and max_connections until then.
+  void start_tcp();
+  bool wants_upgrade() const;
+  std::string_view upgrade_value(const http::Head& h, const char* base) const;
+  void start_upgrade();
+  void start_tunnel(std::string to_upstream, std::string to_client);
+  static void on_tunnel_done(void* self);
+  std::unique_ptr<splice::Tunnel> tunnel_;
+  PoolRuntime* tunnel_pool_ = nullptr;
+  int tunnel_server_ = -1;
+  const config::SocketAddress* tunnel_address_ = nullptr;
+  bool tunnel_done_ = false;
+  bool upgrade_ = false;  // this request is forwarded as an upgrade request
   void count_request();
   void maybe_free();
   static void dechunk_sink(void* self, const char* data, std::size_t len);
+
+  // ---- Splicing bodies (splice/body_pump.h). A body with a known Content-Length of at least
+  // splice.min_body, between plain TCP sockets, moves socket -> pipe -> socket once the head and
+  // the body bytes read with it have been sent: request bodies client -> upstream, response
+  // bodies upstream -> client. The pump runs when io_uring reports the socket it waits for ready
+  // (a single-shot poll); timeouts are those of the copy path.
+  enum class Dir { kRequest, kResponse };
+  struct BodySplice {
+    BodySplice(void* owner, OpHandler on_poll) : poll(owner, on_poll) {}
+    splice::BodyPump pump;
+    splice::Pipe pipe;  // from the worker's pool while active
+    SimpleOp poll;
+    bool wanted = false;   // start once the head's send completes
+    bool active = false;   // moving bytes (pipe held)
+    bool polling = false;  // `poll` in flight (perhaps being removed)
+  };
+  BodySplice& splice_of(Dir d) { return d == Dir::kRequest ? req_splice_ : resp_splice_; }
+  bool splice_eligible(const http::Head& h) const;
+  bool start_splice(Dir d, std::uint64_t length);
+  void run_splice(Dir d);
+  void stop_splice(Dir d);
+  static void on_req_poll_cb(void* self, int res, std::uint32_t flags);
+  static void on_resp_poll_cb(void* self, int res, std::uint32_t flags);
+  void on_splice_poll(Dir d);
 
   Worker& w_;
   ListenerRuntime& listener_;
@@ -279,6 +324,12 @@ class Session {
   Deadline client_timer_;
   Deadline upstream_timer_;
   Deadline send_timer_;  // a send to the client must progress within timeouts.client_idle
+
+  BodySplice req_splice_;
+  BodySplice resp_splice_;
+  std::uint64_t spliced_bytes_ = 0;  // of this exchange (in bytes_in_/bytes_out_ too)
+  bool req_parser_stale_ = false;    // a spliced request body bypassed req_: reset it
+  bool client_nonblock_ = false;     // O_NONBLOCK set on fd_ (for splice)
   friend class UpstreamConn;
 };
 

@@ -19,6 +19,8 @@ constexpr unsigned kRingEntries = 4096;
 constexpr unsigned kBufferCount = 1024;
 constexpr std::size_t kBufferSize = 16 * 1024;
 constexpr unsigned kTickMs = 50;
+// Kept pipes are closed after 2 s without a body to splice (splice/pipe_pool.h).
+constexpr unsigned kPipeIdleTicks = 2000 / kTickMs;
 // Free head buffers kept for reuse: enough for bursts of new requests, small enough that a
 // worker's memory comes back after thousands of connections went idle or away.
 constexpr std::size_t kMaxFreeHeadBuffers = 64;
@@ -183,6 +185,7 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
   client_idle_timeouts.set_duration(t.client_idle);
   client_body_timeouts.set_duration(t.client_body);
   upstream_idle_timeouts.set_duration(t.upstream_idle);
+  tunnel_idle_timeouts.set_duration(t.tunnel_idle);
   std::size_t head_size = cfg.limits.max_header_bytes + kBufferSize;
   if (head_size != head_buffer_size_) {
     head_buffer_size_ = head_size;
@@ -282,6 +285,9 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
       for (auto& cur : listeners_) {
         if (cur && cur->name == l.name && cur->bind == l.bind.text) {
           cur->tls = tls;
+          cur->tcp = l.mode == config::Listener::Mode::kTcp;
+          cur->pool = l.pool;
+          cur->websocket = l.websocket;
           cur->stats = &snapshot->stats->listeners[i]->at(static_cast<unsigned>(id_));
           next.push_back(std::move(cur));
         }
@@ -292,6 +298,9 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
     rt->name = l.name;
     rt->bind = l.bind.text;
     rt->tls = std::move(tls);
+    rt->tcp = l.mode == config::Listener::Mode::kTcp;
+    rt->pool = l.pool;
+    rt->websocket = l.websocket;
     rt->stats = &snapshot->stats->listeners[i]->at(static_cast<unsigned>(id_));
     rt->fd = fd;
     rt->accept = new AcceptOp(*this, *rt);
@@ -445,7 +454,9 @@ void Worker::tick() {
   client_idle_timeouts.expire(now_);
   client_body_timeouts.expire(now_);
   upstream_idle_timeouts.expire(now_);
+  tunnel_idle_timeouts.expire(now_);
   for (auto& l : extra_timeouts_) l->expire(now_);
+  pipes_.expire_unused(kPipeIdleTicks);
   for (auto& l : listeners_) {
     if (l && l->accept_paused && now_ >= accept_resume_) {
       l->accept_paused = false;

@@ -21,6 +21,8 @@
 #include "proxy/snapshot.h"
 #include "proxy/stats.h"
 #include "proxy/tls/server_context.h"
+#include "splice/pipe_pool.h"
+#include "splice/sockmap.h"
 #include "upstream/pool.h"
 
 namespace switchyard::proxy {
@@ -85,6 +87,9 @@ struct ListenerRuntime {
   bool accept_paused = false;         // out of file descriptors: accept re-armed by the next tick
   ListenerCounters* stats = nullptr;  // this worker's slot (set on every snapshot)
   std::shared_ptr<const tls::ServerContext> tls;  // null: plain HTTP
+  bool tcp = false;       // `mode: tcp`: connections are tunnelled to `pool` (no HTTP)
+  std::string pool;       // tcp: the pool's name
+  bool websocket = true;  // http: Upgrade requests are forwarded and tunnelled after a 101
 };
 
 // Written only by the owning worker (core::Counter: relaxed single-writer), read by the control
@@ -102,7 +107,11 @@ struct WorkerCounters {
   core::Counter queued;
   core::Counter queue_timeouts;
   core::Counter copy_bytes;    // body and head bytes moved through userspace buffers
-  core::Counter splice_bytes;  // bytes moved by splice/sockmap (not yet: always 0)
+  core::Counter splice_bytes;  // body bytes moved socket -> pipe -> socket by splice(2)
+  core::Counter sockmap_bytes;    // tunnel bytes the kernel redirected (BPF sockmap)
+  core::Counter tunnels;          // tunnels started (tcp listeners, WebSocket)
+  core::Counter tunnels_sockmap;  // of which forwarded by the sockmap engine
+  core::Gauge tunnels_open;       // tunnels open now
   // Published every tick (see Worker::tick).
   core::Gauge connections;     // client connections open
   core::Gauge upstreams;       // upstream connections open (idle and busy)
@@ -141,11 +150,20 @@ class Worker {
   bool draining() const { return draining_; }
   WorkerCounters& counters() { return counters_; }
   bool access_log_enabled() const { return view_->config().access_log.enabled; }
+  // Empty pipes for splicing bodies, reused from body to body (splice/pipe_pool.h).
+  splice::PipePool& pipes() { return pipes_; }
 
   DeadlineList client_header_timeouts;
   DeadlineList client_idle_timeouts;
   DeadlineList client_body_timeouts;
   DeadlineList upstream_idle_timeouts;
+  DeadlineList tunnel_idle_timeouts;
+  // The sockmap engine for tunnels, or null (BPF unavailable, or splice.sockmap: false).
+  const splice::SockmapEngine* sockmap() const {
+    return view_->config().splice.sockmap ? sockmap_.get() : nullptr;
+  }
+  // Before run(): the engine loaded at start-up (shared by all workers; read-only).
+  void set_sockmap(std::shared_ptr<const splice::SockmapEngine> e) { sockmap_ = std::move(e); }
   // A list for `duration` (per-pool timeouts), created on first use and kept for the worker's
   // life; every such list is expired on each tick.
   DeadlineList& timeouts_for(std::chrono::milliseconds duration);
@@ -200,7 +218,10 @@ class Worker {
   std::vector<std::unique_ptr<char[]>> free_head_buffers_;
   std::size_t head_buffer_size_ = 0;
   AccessLogQueue access_log_;
+  std::shared_ptr<const splice::SockmapEngine> sockmap_;
   WorkerCounters counters_;
+  // A pipe per body being spliced; up to 64 empty ones are kept (2 descriptors each).
+  splice::PipePool pipes_{1024 * 1024, 64};
   Clock::time_point now_;
   Clock::time_point drain_deadline_;
   Clock::time_point next_tick_;

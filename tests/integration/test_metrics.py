@@ -127,7 +127,7 @@ class MetricsTest(ProxyTestCase):
         # Bounded labels: every label value is a configured name, a class, a state or a number.
         allowed = {"web", "main", "app", a.address, b.address, "1xx", "2xx", "3xx", "4xx", "5xx",
                    "up", "down", "drain", "maint", "success", "failure", "connect", "reset",
-                   "copy", "splice", "0.1.0", "0", "1"}
+                   "copy", "splice", "sockmap", "0.1.0", "0", "1"}
         for fam in fams.values():
             for _, pairs, _ in fam["samples"]:
                 for k, v in pairs.items():

@@ -529,8 +529,8 @@ pools:
 admin: {bind: 127.0.0.1:9090, token_file: admin.token, users: x}
 access_log: {enable: true}
 forwarding: {forwarded: true}
-)") == Errors{"test.yaml:2:53: unknown key 'proto' in listener; expected one of: name, bind, routes, "
-              "tls",
+)") == Errors{"test.yaml:2:53: unknown key 'proto' in listener; expected one of: name, bind, mode, "
+              "routes, pool, tls, websocket",
               "test.yaml:5:30: unknown key 'header' in respond; did you mean 'headers'?",
               "test.yaml:6:7: unknown key 'name' in route; expected one of: match, pool, split, "
               "redirect, respond, goto, sticky, request_headers, response_headers, rewrite, "
@@ -1757,6 +1757,7 @@ TEST_CASE("docs/configuration.md has a row for every key the loader accepts, and
       {"limits.", "limits: {zzzzzzzz: 1}"},
       {"timeouts.", "timeouts: {zzzzzzzz: 1}"},
       {"forwarding.", "forwarding: {zzzzzzzz: 1}"},
+      {"splice.", "splice: {zzzzzzzz: 1}"},
       {"listeners[].", "listeners: [{zzzzzzzz: 1}]"},
       {"listeners[].tls.", "listeners: [{tls: {zzzzzzzz: 1}}]"},
       {"listeners[].tls.certificates[].", "listeners: [{tls: {certificates: [{zzzzzzzz: 1}]}}]"},

@@ -1,0 +1,726 @@
+"""Tunnels: `mode: tcp` listeners and HTTP Upgrade (WebSocket), forwarded by the kernel through a
+BPF sockmap (src/splice/tunnel.bpf.c) or, with `splice: { sockmap: false }`, copied through
+io_uring (src/splice/tunnel.cc). Real servers and clients over loopback sockets.
+
+The 1 GiB test prints the proxy's CPU time per GiB for both engines (that is the measurement
+issue 6 asks for); run it alone with
+    cd build-tun && ctest -R integration.test_tunnels -V
+"""
+
+import base64
+import hashlib
+import os
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+from harness import (LOOPBACK, MiB, ProxyTestCase, admin_block, example_config, metrics_port,
+                     proxy_config)
+
+GiB = 1024 * MiB
+BULK = int(os.environ.get("TUNNEL_BULK_BYTES", str(GiB)))
+BLOCK = 1 * MiB
+# Seconds both ends of the bulk test wait before sending (0: at once, so the first bytes queue
+# up while the tunnel is being set up).
+START_DELAY = float(os.environ.get("TUNNEL_START_DELAY", "0"))
+TRANSFER_TIMEOUT = 240.0  # every load loop below gives up after this
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+# --------------------------------------------------------------------------------------------
+# Data: `size` bytes in 1 MiB blocks, each a random block stamped with its index (so lost,
+# duplicated or reordered blocks change the digest).
+
+_BASE_BLOCK = os.urandom(BLOCK)
+
+
+def blocks(size: int, seed: int):
+    i = 0
+    sent = 0
+    while sent < size:
+        n = min(BLOCK, size - sent)
+        head = struct.pack(">QQ", seed, i)
+        yield (head + _BASE_BLOCK[len(head):])[:n]
+        sent += n
+        i += 1
+
+
+_digests: dict = {}
+
+
+def expected_digest(size: int, seed: int) -> str:
+    key = (size, seed)
+    if key not in _digests:
+        h = hashlib.sha256()
+        for b in blocks(size, seed):
+            h.update(b)
+        _digests[key] = h.hexdigest()
+    return _digests[key]
+
+
+def send_all(sock: socket.socket, size: int, seed: int, deadline: float) -> None:
+    for b in blocks(size, seed):
+        view = memoryview(b)
+        while view:
+            if time.monotonic() > deadline:
+                raise TimeoutError("send took too long")
+            n = sock.send(view)
+            view = view[n:]
+
+
+def recv_all(sock: socket.socket, deadline: float) -> tuple[int, str]:
+    """Reads until EOF; (bytes, sha256)."""
+    h = hashlib.sha256()
+    total = 0
+    buf = bytearray(1 << 20)
+    while True:
+        if time.monotonic() > deadline:
+            raise TimeoutError("receive took too long")
+        n = sock.recv_into(buf)
+        if n == 0:
+            return total, h.hexdigest()
+        h.update(memoryview(buf)[:n])
+        total += n
+
+
+def recv_exact(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    out = bytearray()
+    while len(out) < n:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError(f"EOF after {len(out)} of {n} bytes")
+        out += chunk
+    return bytes(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Servers: a thread per connection running `handler(sock)`.
+
+class TcpServer:
+    def __init__(self, handler):
+        self.handler = handler
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((LOOPBACK, 0))
+        self.sock.listen(64)
+        self.address = f"{LOOPBACK}:{self.sock.getsockname()[1]}"
+        self.results = []
+        self.errors = []
+        self.accepted = 0
+        self.stopped = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        try:
+            result = self.handler(conn)
+            if result is not None:
+                self.results.append(result)
+        except Exception as e:  # reported by the test through .errors
+            self.errors.append(repr(e))
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+    def wait_results(self, n: int, timeout: float):
+        deadline = time.monotonic() + timeout
+        while len(self.results) + len(self.errors) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.results
+
+    def stop(self):
+        self.stopped = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def bulk_handler(size: int, seed: int):
+    """Sends `size` bytes and reads everything the client sends, both at once."""
+    def handle(conn):
+        time.sleep(START_DELAY)
+        deadline = time.monotonic() + TRANSFER_TIMEOUT
+        sender = threading.Thread(target=lambda: (send_all(conn, size, seed, deadline),
+                                                  conn.shutdown(socket.SHUT_WR)))
+        sender.start()
+        got = recv_all(conn, deadline)
+        sender.join(TRANSFER_TIMEOUT)
+        return got
+    return handle
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def metrics(proxy) -> dict:
+    text = urllib.request.urlopen(f"http://{LOOPBACK}:{metrics_port(proxy)}/metrics",
+                                  timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# A minimal RFC 6455 client and server: the handshake, masked client frames, unmasked server
+# frames, text/binary/close opcodes; enough to prove the proxy passes a real WebSocket session.
+
+def ws_accept_key(key: bytes) -> str:
+    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest()).decode()
+
+
+def ws_frame(opcode: int, payload: bytes, mask: bool) -> bytes:
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([m | n])
+    elif n < 65536:
+        head += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([m | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload)) if n < 4096 else \
+        (int.from_bytes(payload, "big") ^ int.from_bytes((key * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
+    return head + key + masked
+
+
+def ws_read_frame(sock: socket.socket, timeout: float = 10.0) -> tuple[int, bytes]:
+    b0, b1 = recv_exact(sock, 2, timeout)
+    opcode = b0 & 0x0F
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack(">H", recv_exact(sock, 2, timeout))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", recv_exact(sock, 8, timeout))[0]
+    key = recv_exact(sock, 4, timeout) if b1 & 0x80 else None
+    payload = recv_exact(sock, n, timeout) if n else b""
+    if key:
+        payload = (int.from_bytes(payload, "big") ^
+                   int.from_bytes((key * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
+    return opcode, payload
+
+
+def read_head(sock: socket.socket, timeout: float = 10.0) -> tuple[bytes, bytes]:
+    """(head, bytes after it)."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\r\n\r\n" not in data:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"EOF in head: {data!r}")
+        data += chunk
+    head, rest = data.split(b"\r\n\r\n", 1)
+    return head, rest
+
+
+def header(head: bytes, name: str) -> str | None:
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == name.encode():
+            return v.strip().decode()
+    return None
+
+
+def ws_echo_handler(conn):
+    """A WebSocket echo origin. A request without Upgrade gets a plain 200 (keep-alive)."""
+    rest = b""
+    while True:
+        head, rest = read_head(conn, 30)
+        if header(head, "upgrade") is None:
+            body = b"plain http\n"
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            continue
+        break
+    key = header(head, "sec-websocket-key").encode()
+    # The first frame rides right behind the 101 head: the proxy must pass it on.
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + ws_accept_key(key).encode() +
+                 b"\r\n\r\n" + ws_frame(1, b"hello from the origin", mask=False))
+
+    class Prefixed:  # replays bytes read together with the head
+        def __init__(self, sock, data):
+            self.sock, self.data = sock, data
+
+        def recv(self, n):
+            if self.data:
+                out, self.data = self.data[:n], self.data[n:]
+                return out
+            return self.sock.recv(n)
+
+        def settimeout(self, t):
+            self.sock.settimeout(t)
+
+    src = Prefixed(conn, rest)
+    echoed = 0
+    while True:
+        opcode, payload = ws_read_frame(src, 30)
+        if opcode == 8:
+            conn.sendall(ws_frame(8, payload, mask=False))
+            return ("closed", echoed)
+        conn.sendall(ws_frame(opcode, payload, mask=False))
+        echoed += 1
+
+
+# --------------------------------------------------------------------------------------------
+
+class TunnelTestBase(ProxyTestCase):
+    def tcp_proxy(self, *servers, sockmap=True, timeouts=None, scheduler="rr"):
+        d = tempfile.mkdtemp(prefix="switchyard-tunnel-")
+        self.addCleanup(shutil.rmtree, d, True)
+        config = proxy_config(
+            pools={"backend": {"scheduler": scheduler, "servers": [s.address for s in servers]}},
+            routes={"main": [{"pool": "backend"}]},
+            listeners=[{"name": "tcp", "bind": f"{LOOPBACK}:0", "mode": "tcp", "pool": "backend"}],
+            timeouts=timeouts)
+        config["splice"] = {"sockmap": sockmap}
+        config["admin"] = admin_block(d, metrics_bind=f"{LOOPBACK}:0")
+        return self.start_proxy(config)
+
+    def server(self, handler) -> TcpServer:
+        s = TcpServer(handler)
+        self.addCleanup(s.stop)
+        return s
+
+    def dial(self, proxy, timeout=10.0) -> socket.socket:
+        c = socket.create_connection((LOOPBACK, proxy.port), timeout=timeout)
+        self.addCleanup(c.close)
+        return c
+
+    def assertFdsBackTo(self, proxy, baseline: int, timeout: float = 5.0):
+        deadline = time.monotonic() + timeout
+        while fd_count(proxy.pid) > baseline and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertLessEqual(fd_count(proxy.pid), baseline,
+                             f"proxy holds {fd_count(proxy.pid) - baseline} more descriptors than "
+                             f"before the test: leaked tunnel sockets?")
+
+
+class TcpBulkTest(TunnelTestBase):
+    def transfer(self, sockmap: bool, size: int) -> dict:
+        """`size` bytes each way at once through a tcp listener; checks both digests."""
+        up_seed, down_seed = 11, 22
+        origin = self.server(bulk_handler(size, down_seed))
+        proxy = self.tcp_proxy(origin, sockmap=sockmap)
+        want_up, want_down = expected_digest(size, up_seed), expected_digest(size, down_seed)
+        cpu0 = cpu_seconds(proxy.pid)
+        t0 = time.monotonic()
+        c = self.dial(proxy, timeout=TRANSFER_TIMEOUT)
+        time.sleep(START_DELAY)
+        deadline = time.monotonic() + TRANSFER_TIMEOUT
+        sender = threading.Thread(target=lambda: (send_all(c, size, up_seed, deadline),
+                                                  c.shutdown(socket.SHUT_WR)))
+        sender.start()
+        got_down = recv_all(c, deadline)
+        sender.join(TRANSFER_TIMEOUT)
+        results = origin.wait_results(1, 30)
+        elapsed = time.monotonic() - t0
+        cpu = cpu_seconds(proxy.pid) - cpu0
+        m = metrics(proxy)
+        copy_key = 'switchyard_forwarded_bytes_total{method="copy"}'
+        kernel_key = 'switchyard_forwarded_bytes_total{method="sockmap"}'
+        info = (f" (sockmap={sockmap}; proxy metrics: copy bytes {m[copy_key]:.0f}, sockmap "
+                f"bytes {m[kernel_key]:.0f})")
+        self.assertEqual(origin.errors, [])
+        self.assertEqual(got_down, (size, want_down), "server -> client bytes corrupted" + info)
+        self.assertEqual(results, [(size, want_up)], "client -> server bytes corrupted" + info)
+        return {"cpu": cpu, "elapsed": elapsed, "metrics": m, "proxy": proxy}
+
+    def test_gib_each_way_sockmap_and_copy(self):
+        runs = {}
+        for engine, sockmap in (("sockmap", True), ("copy", False)):
+            with self.subTest(engine=engine):
+                r = self.transfer(sockmap, BULK)
+                runs[engine] = r
+                m = r["metrics"]
+                kernel = m.get('switchyard_forwarded_bytes_total{method="sockmap"}', 0)
+                tunnels = m.get(f'switchyard_tunnels_total{{engine="{engine}"}}', 0)
+                self.assertEqual(tunnels, 1, f"the tunnel did not use the {engine} engine")
+                if sockmap:
+                    # All but what queued up while the tunnel was set up (sent first, copied).
+                    self.assertGreaterEqual(kernel, 2 * BULK * 0.9, "sockmap counter did not move")
+                    self.assertGreaterEqual(
+                        kernel + m['switchyard_forwarded_bytes_total{method="copy"}'], 2 * BULK)
+                    self.assertIn("tunnels: sockmap engine", r["proxy"].stderr_text())
+                else:
+                    self.assertEqual(kernel, 0)
+                    self.assertGreaterEqual(m['switchyard_forwarded_bytes_total{method="copy"}'],
+                                            2 * BULK)
+                    self.assertEqual(r["proxy"].stderr_text().count("splice.sockmap is false"), 1)
+                gib = 2 * BULK / GiB
+                print(f"\n[tunnel bench] engine={engine} bytes={2 * BULK} ({gib:.2f} GiB, both "
+                      f"directions) wall={r['elapsed']:.2f}s proxy_cpu={r['cpu']:.3f}s "
+                      f"cpu_per_GiB={r['cpu'] / gib * 1000:.1f}ms", flush=True)
+        if len(runs) == 2 and BULK >= 256 * MiB:
+            # Bytes that never reach userspace cost the proxy next to nothing.
+            self.assertLess(runs["sockmap"]["cpu"], 0.25 * runs["copy"]["cpu"],
+                            f"sockmap CPU {runs['sockmap']['cpu']:.3f}s is not far below copy "
+                            f"CPU {runs['copy']['cpu']:.3f}s: are bytes going through userspace?")
+
+
+class TcpSemanticsTest(TunnelTestBase):
+    ENGINES = (("sockmap", True), ("copy", False))
+
+    def test_client_half_close_still_receives(self):
+        def handler(conn):
+            deadline = time.monotonic() + 30
+            n, digest = recv_all(conn, deadline)  # until the client's FIN arrives here
+            time.sleep(0.2)
+            conn.sendall(b"after your FIN: %d " % n)
+            send_all(conn, 4 * MiB, 5, deadline)
+            return (n, digest)
+        for engine, sockmap in self.ENGINES:
+            with self.subTest(engine=engine):
+                origin = self.server(handler)
+                proxy = self.tcp_proxy(origin, sockmap=sockmap)
+                c = self.dial(proxy)
+                c.sendall(b"x" * 100000)
+                c.shutdown(socket.SHUT_WR)
+                prefix = recv_exact(c, len(b"after your FIN: 100000 "))
+                self.assertEqual(prefix, b"after your FIN: 100000 ")
+                got = recv_all(c, time.monotonic() + 30)
+                self.assertEqual(got, (4 * MiB, expected_digest(4 * MiB, 5)))
+                self.assertEqual(origin.wait_results(1, 5)[0][0], 100000)
+
+    def test_server_half_close_client_keeps_sending(self):
+        def handler(conn):
+            conn.sendall(b"banner and bye\n")
+            conn.shutdown(socket.SHUT_WR)  # the server is done talking, not listening
+            deadline = time.monotonic() + 30
+            return recv_all(conn, deadline)
+        for engine, sockmap in self.ENGINES:
+            with self.subTest(engine=engine):
+                origin = self.server(handler)
+                proxy = self.tcp_proxy(origin, sockmap=sockmap)
+                c = self.dial(proxy)
+                self.assertEqual(recv_exact(c, 15), b"banner and bye\n")
+                c.settimeout(10)
+                self.assertEqual(c.recv(10), b"", "the server's FIN did not reach the client")
+                send_all(c, 8 * MiB, 9, time.monotonic() + 30)
+                c.shutdown(socket.SHUT_WR)
+                results = origin.wait_results(1, 10)
+                self.assertEqual(results, [(8 * MiB, expected_digest(8 * MiB, 9))])
+
+    def test_upstream_reset_resets_client_and_frees_descriptors(self):
+        def handler(conn):
+            conn.sendall(b"hi")
+            recv_exact(conn, 5)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return "reset"
+        for engine, sockmap in self.ENGINES:
+            with self.subTest(engine=engine):
+                origin = self.server(handler)
+                proxy = self.tcp_proxy(origin, sockmap=sockmap)
+                time.sleep(0.2)
+                baseline = fd_count(proxy.pid)
+                for _ in range(5):
+                    c = self.dial(proxy)
+                    self.assertEqual(recv_exact(c, 2), b"hi")
+                    c.sendall(b"hello")
+                    c.settimeout(5)
+                    try:
+                        data = c.recv(100)
+                        self.assertEqual(data, b"", "expected the connection to end")
+                        reset = False
+                    except ConnectionResetError:
+                        reset = True
+                    self.assertTrue(reset, "the upstream's reset was not passed on as a reset")
+                    c.close()
+                self.assertFdsBackTo(proxy, baseline)
+                self.assertEqual(metrics(proxy)["switchyard_tunnels_open"], 0)
+
+    def test_idle_timeout_closes_tunnel(self):
+        def handler(conn):
+            conn.sendall(b"ready")
+            conn.settimeout(30)
+            got = b""
+            try:
+                while True:  # until the proxy closes the idle tunnel
+                    chunk = conn.recv(10)
+                    if not chunk:
+                        return got
+                    got += chunk
+            except OSError as e:
+                return repr(e)
+        for engine, sockmap in self.ENGINES:
+            with self.subTest(engine=engine):
+                origin = self.server(handler)
+                proxy = self.tcp_proxy(origin, sockmap=sockmap, timeouts={"tunnel_idle": "1s"})
+                baseline = fd_count(proxy.pid)
+                c = self.dial(proxy)
+                self.assertEqual(recv_exact(c, 5), b"ready")
+                # Traffic keeps it open past the timeout...
+                for _ in range(4):
+                    time.sleep(0.4)
+                    c.sendall(b".")
+                # ...silence closes it.
+                t0 = time.monotonic()
+                c.settimeout(10)
+                self.assertEqual(c.recv(100), b"", "idle tunnel not closed")
+                waited = time.monotonic() - t0
+                self.assertGreater(waited, 0.5)
+                self.assertLess(waited, 4.0)
+                self.assertEqual(origin.wait_results(1, 5), [b"...."])
+                self.assertFdsBackTo(proxy, baseline + 1)  # + the client socket the test holds
+
+    def test_connections_are_balanced_and_limited(self):
+        def handler(conn):
+            conn.sendall(conn.getsockname()[1].to_bytes(2, "big"))
+            conn.settimeout(10)
+            conn.recv(1)
+        a, b = self.server(handler), self.server(handler)
+        proxy = self.tcp_proxy(a, b)
+        ports = []
+        for _ in range(4):
+            c = self.dial(proxy)
+            ports.append(int.from_bytes(recv_exact(c, 2), "big"))
+            c.close()
+        self.assertEqual(len(set(ports)), 2, f"rr did not alternate: {ports}")
+
+    def test_many_concurrent_tunnels(self):
+        size, n = 4 * MiB, 24
+        for engine, sockmap in self.ENGINES:
+            with self.subTest(engine=engine):
+                origin = self.server(bulk_handler(size, 3))
+                proxy = self.tcp_proxy(origin, sockmap=sockmap)
+                baseline = fd_count(proxy.pid)
+                got = []
+
+                def one(i):
+                    c = socket.create_connection((LOOPBACK, proxy.port), timeout=60)
+                    try:
+                        deadline = time.monotonic() + 60
+                        t = threading.Thread(target=lambda: (send_all(c, size, 100 + i, deadline),
+                                                             c.shutdown(socket.SHUT_WR)))
+                        t.start()
+                        got.append(recv_all(c, deadline))
+                        t.join(60)
+                    finally:
+                        c.close()
+                threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(90)
+                self.assertEqual(got, [(size, expected_digest(size, 3))] * n)
+                results = origin.wait_results(n, 30)
+                self.assertEqual(sorted(results),
+                                 sorted((size, expected_digest(size, 100 + i)) for i in range(n)))
+                m = metrics(proxy)
+                kinds = [m[f'switchyard_tunnels_total{{engine="{e}"}}'] for e in ("sockmap", "copy")]
+                self.assertEqual(sum(kinds), n)
+                # A tunnel whose peers finished while it was being set up (a side that already
+                # has a FIN cannot join the sockhash) is served by the copy engine.
+                self.assertGreaterEqual(kinds[0] if sockmap else kinds[1], n // 2)
+                self.assertFdsBackTo(proxy, baseline)
+
+    def test_shutdown_deadline_closes_open_tunnels(self):
+        def handler(conn):
+            conn.sendall(b"hi")
+            conn.settimeout(30)
+            try:
+                while conn.recv(100):
+                    pass
+            except OSError:
+                pass
+            return "closed"
+        for engine, sockmap in self.ENGINES:
+            with self.subTest(engine=engine):
+                origin = self.server(handler)
+                proxy = self.tcp_proxy(origin, sockmap=sockmap, timeouts={"shutdown": "1s"})
+                c = self.dial(proxy)
+                self.assertEqual(recv_exact(c, 2), b"hi")
+                t0 = time.monotonic()
+                code = proxy.stop(timeout=10)
+                self.assertIsNotNone(code, "proxy did not exit with a tunnel open")
+                self.assertLess(time.monotonic() - t0, 5)
+                self.assertEqual(origin.wait_results(1, 5), ["closed"])
+
+    def test_no_server_closes_connection(self):
+        dead = socket.socket()
+        dead.bind((LOOPBACK, 0))
+        addr = f"{LOOPBACK}:{dead.getsockname()[1]}"
+        dead.close()  # nothing listens there: connect is refused
+
+        class Dead:
+            address = addr
+        proxy = self.tcp_proxy(Dead())
+        c = self.dial(proxy)
+        c.settimeout(10)
+        try:
+            self.assertEqual(c.recv(10), b"")
+        except ConnectionResetError:
+            pass
+
+
+class WebSocketTest(TunnelTestBase):
+    def ws_proxy(self, origin, sockmap=True):
+        d = tempfile.mkdtemp(prefix="switchyard-ws-")
+        self.addCleanup(shutil.rmtree, d, True)
+        config = proxy_config([origin.address])
+        config["splice"] = {"sockmap": sockmap}
+        config["admin"] = admin_block(d, metrics_bind=f"{LOOPBACK}:0")
+        return self.start_proxy(config)
+
+    def handshake(self, c, extra: bytes = b"") -> bytes:
+        key = base64.b64encode(os.urandom(16))
+        c.sendall(b"GET /chat HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\n"
+                  b"Connection: keep-alive, Upgrade\r\nSec-WebSocket-Key: " + key +
+                  b"\r\nSec-WebSocket-Version: 13\r\n\r\n" + extra)
+        head, rest = read_head(c)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        self.assertEqual(header(head, "upgrade").lower(), "websocket")
+        self.assertIn("upgrade", header(head, "connection").lower())
+        self.assertEqual(header(head, "sec-websocket-accept"), ws_accept_key(key))
+        return rest
+
+    def test_websocket_echo(self):
+        for engine, sockmap in (("sockmap", True), ("copy", False)):
+            with self.subTest(engine=engine):
+                origin = self.server(ws_echo_handler)
+                proxy = self.ws_proxy(origin, sockmap=sockmap)
+                baseline = fd_count(proxy.pid)
+                c = self.dial(proxy)
+                # A frame sent right behind the handshake (before the 101) must arrive too.
+                rest = self.handshake(c, ws_frame(1, b"eager", mask=True))
+
+                class Prefixed:
+                    def __init__(self, sock, data):
+                        self.sock, self.data = sock, data
+
+                    def recv(self, n):
+                        if self.data:
+                            out, self.data = self.data[:n], self.data[n:]
+                            return out
+                        return self.sock.recv(n)
+
+                    def settimeout(self, t):
+                        self.sock.settimeout(t)
+                src = Prefixed(c, rest)
+                self.assertEqual(ws_read_frame(src), (1, b"hello from the origin"))
+                self.assertEqual(ws_read_frame(src), (1, b"eager"))
+                for i, size in enumerate((0, 125, 126, 65535, 65536, 3 * MiB)):
+                    payload = os.urandom(size)
+                    c.sendall(ws_frame(2, payload, mask=True))
+                    self.assertEqual(ws_read_frame(src), (2, payload), f"frame {i} ({size} B)")
+                if sockmap:
+                    # The kernel's byte counts reach /metrics while the tunnel is still open.
+                    deadline = time.monotonic() + 5
+                    while time.monotonic() < deadline:
+                        live = metrics(proxy)['switchyard_forwarded_bytes_total{method="sockmap"}']
+                        if live > 3 * MiB:
+                            break
+                        time.sleep(0.2)
+                    self.assertGreater(live, 3 * MiB, "sockmap bytes not published while open")
+                    self.assertEqual(metrics(proxy)["switchyard_tunnels_open"], 1)
+                c.sendall(ws_frame(8, b"\x03\xe8bye", mask=True))
+                self.assertEqual(ws_read_frame(src), (8, b"\x03\xe8bye"))
+                c.shutdown(socket.SHUT_WR)
+                c.settimeout(10)
+                self.assertEqual(c.recv(10), b"")
+                self.assertEqual(origin.wait_results(1, 5), [("closed", 7)])
+                m = metrics(proxy)
+                self.assertEqual(m[f'switchyard_tunnels_total{{engine="{engine}"}}'], 1)
+                kernel = m['switchyard_forwarded_bytes_total{method="sockmap"}']
+                if sockmap:
+                    self.assertGreater(kernel, 3 * MiB, "sockmap counter did not move")
+                else:
+                    self.assertEqual(kernel, 0)
+                log = proxy.wait_access_log(1)
+                self.assertEqual(log[-1]["status"], 101)
+                self.assertGreater(log[-1]["bytes_in"], 3 * MiB)
+                c.close()
+                self.assertFdsBackTo(proxy, baseline)
+
+    def test_upgrade_refused_connection_continues(self):
+        origin = self.server(ws_echo_handler)
+        proxy = self.ws_proxy(origin)
+        c = self.dial(proxy)
+        # The origin answers a request without Upgrade with a plain 200, and the same
+        # connection then carries the upgrade.
+        c.sendall(b"GET /plain HTTP/1.1\r\nHost: example\r\n\r\n")
+        head, rest = read_head(c)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        if len(rest) < 11:
+            rest += recv_exact(c, 11 - len(rest))
+        self.assertEqual(rest, b"plain http\n")
+        self.handshake(c)
+
+    def test_upgrade_not_forwarded_when_disabled(self):
+        seen = []
+
+        def handler(conn):
+            head, _ = read_head(conn, 30)
+            seen.append(head)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
+        origin = self.server(handler)
+        config = proxy_config([origin.address])
+        config["listeners"][0]["websocket"] = False
+        proxy = self.start_proxy(config)
+        c = self.dial(proxy)
+        c.sendall(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head, _ = read_head(c)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head)
+        self.assertIsNone(header(seen[0], "upgrade"), seen[0])
+
+
+class ExampleConfigTest(TunnelTestBase):
+    def test_config_tunnels_yaml(self):
+        def db_handler(conn):
+            data = recv_exact(conn, 4)
+            conn.sendall(b"db:" + data)
+            return data
+        db1, db2 = self.server(db_handler), self.server(db_handler)
+        web = self.server(ws_echo_handler)
+        proxy = self.start_proxy(example_config("tunnels.yaml", {
+            "127.0.0.1:9001": db1.address, "127.0.0.1:9002": db2.address,
+            "127.0.0.1:9003": web.address}))
+        c = socket.create_connection((LOOPBACK, proxy.ports["db"]), timeout=10)
+        self.addCleanup(c.close)
+        c.sendall(b"ping")
+        self.assertEqual(recv_exact(c, 7), b"db:ping")
+        w = socket.create_connection((LOOPBACK, proxy.ports["web"]), timeout=10)
+        self.addCleanup(w.close)
+        key = base64.b64encode(os.urandom(16))
+        w.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head, _ = read_head(w)
+        self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
+        self.assertEqual(db1.accepted + db2.accepted, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()

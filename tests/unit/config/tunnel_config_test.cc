@@ -1,0 +1,138 @@
+// Tunnel directives: listeners[].mode / pool / websocket, splice.sockmap, timeouts.tunnel_idle.
+#include <catch2/catch.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config_loader.h"
+
+namespace {
+
+using namespace switchyard::config;
+using namespace std::chrono_literals;
+using Errors = std::vector<std::string>;
+
+LoadResult load(std::string_view yaml) {
+  if (!yaml.empty() && yaml.front() == '\n') yaml.remove_prefix(1);
+  return load_string(yaml, "test.yaml");
+}
+
+Errors errors_of(std::string_view yaml) {
+  Errors out;
+  for (const Diagnostic& d : load(yaml).diagnostics) out.push_back(d.to_string());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a tcp listener names a pool and needs no routes", "[config][tunnel]") {
+  LoadResult r = load(R"(
+listeners:
+  - { name: db, bind: 127.0.0.1:5432, mode: tcp, pool: db }
+  - { name: web, bind: 127.0.0.1:8080, routes: main }
+routes:
+  main: [{ pool: db }]
+pools:
+  db: { scheduler: lc, servers: [10.0.0.1:5432] }
+)");
+  for (const Diagnostic& d : r.diagnostics) INFO(d.to_string());
+  REQUIRE(r.ok());
+  const Listener& db = r.config->listeners.at(0);
+  CHECK(db.mode == Listener::Mode::kTcp);
+  CHECK(db.pool == "db");
+  CHECK(db.routes.empty());
+  const Listener& web = r.config->listeners.at(1);
+  CHECK(web.mode == Listener::Mode::kHttp);
+  CHECK(web.websocket);
+  CHECK_FALSE(r.config->splice.sockmap);  // opt-in (docs/configuration.md, "Tunnels")
+  CHECK(r.config->timeouts.tunnel_idle == 3600s);
+}
+
+TEST_CASE("splice.sockmap, tunnel_idle and websocket are read", "[config][tunnel]") {
+  LoadResult r = load(R"(
+splice: { sockmap: false }
+timeouts: { tunnel_idle: 90s }
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, routes: main, websocket: false }
+routes:
+  main: [{ pool: app }]
+pools:
+  app: { servers: [10.0.0.1:80] }
+)");
+  REQUIRE(r.ok());
+  CHECK_FALSE(r.config->splice.sockmap);
+  CHECK(r.config->timeouts.tunnel_idle == 90s);
+  CHECK_FALSE(r.config->listeners.at(0).websocket);
+}
+
+TEST_CASE("tunnel directives are validated with positions", "[config][tunnel]") {
+  CHECK(errors_of(R"(
+listeners:
+  - { name: db, bind: 127.0.0.1:5432, mode: udp, pool: db }
+pools:
+  db: { servers: [10.0.0.1:5432] }
+)") == Errors{"test.yaml:2:45: unknown listener mode 'udp'; expected http, tcp"});
+
+  CHECK(errors_of(R"(
+listeners:
+  - { name: db, bind: 127.0.0.1:5432, mode: tcp }
+)") == Errors{"test.yaml:2:5: listener with mode tcp is missing required key 'pool'"});
+
+  CHECK(errors_of(R"(
+listeners:
+  - { name: db, bind: 127.0.0.1:5432, mode: tcp, pool: db, routes: main, websocket: true }
+routes:
+  main: [{ pool: db }]
+pools:
+  db: { servers: [10.0.0.1:5432] }
+)") == Errors{"test.yaml:2:68: 'routes' is not allowed on a listener with mode tcp",
+              "test.yaml:2:85: 'websocket' is not allowed on a listener with mode tcp"});
+
+  CHECK(errors_of(R"(
+listeners:
+  - { name: web, bind: 127.0.0.1:80, routes: main, pool: app }
+routes:
+  main: [{ pool: app }]
+pools:
+  app: { servers: [10.0.0.1:80] }
+)") == Errors{"test.yaml:2:58: 'pool' is only allowed on a listener with mode tcp; an HTTP "
+              "listener names its route table in 'routes'"});
+
+  CHECK(errors_of(R"(
+listeners:
+  - { name: db, bind: 127.0.0.1:5432, mode: tcp, pool: dbb }
+pools:
+  db: { servers: [10.0.0.1:5432] }
+)") == Errors{"test.yaml:2:56: unknown pool 'dbb'; did you mean 'db'?"});
+
+  CHECK(errors_of(R"(
+splice: { sockmap: yes }
+listeners:
+  - { name: web, bind: 127.0.0.1:80, routes: main }
+routes:
+  main: [{ pool: app }]
+pools:
+  app: { servers: [10.0.0.1:80] }
+)")
+            .size() == 1);
+}
+
+TEST_CASE("a tcp listener's pool may hash only on the client address", "[config][tunnel]") {
+  for (std::string_view pool :
+       {"{ scheduler: sh, hash: url, servers: [10.0.0.1:5432] }",
+        "{ scheduler: dh, servers: [10.0.0.1:5432] }",
+        "{ persistence: { cookie: { name: s } }, servers: [10.0.0.1:5432] }"}) {
+    INFO(pool);
+    std::string yaml =
+        "listeners:\n  - { name: db, bind: 127.0.0.1:5432, mode: tcp, pool: db }\n"
+        "pools:\n  db: " +
+        std::string(pool) + "\n";
+    Errors e = errors_of(yaml);
+    REQUIRE(e.size() == 1);
+    INFO(e[0]);
+    CHECK(e[0].find("test.yaml:2:56: pool 'db' hashes or persists on HTTP request data") == 0);
+  }
+  CHECK(errors_of("listeners:\n  - { name: db, bind: 127.0.0.1:5432, mode: tcp, pool: db }\n"
+                  "pools:\n  db: { scheduler: sh, hash: source_port, servers: [10.0.0.1:5432] }\n")
+            .empty());
+}
