@@ -174,6 +174,9 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
     sockmap = splice::SockmapEngine::load(err);
     if (sockmap) {
       spdlog::info("tunnels: sockmap engine (BPF sk_skb redirect; bytes stay in the kernel)");
+      spdlog::warn("tunnels: splice.sockmap is experimental: on kernel 6.18 a bulk transfer "
+                   "under back-pressure once received a segment twice (docs/configuration.md, "
+                   "\"Tunnels\")");
     } else {
       spdlog::warn("tunnels: sockmap unavailable ({}); tunnels copy through userspace", err);
     }

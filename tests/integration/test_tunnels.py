@@ -362,6 +362,13 @@ class TcpBulkTest(TunnelTestBase):
         runs = {}
         for engine, sockmap in (("sockmap", True), ("copy", False)):
             with self.subTest(engine=engine):
+                if sockmap and os.environ.get("SWITCHYARD_SOCKMAP_BULK") != "1":
+                    # On kernel 6.18 the sockmap engine delivered one ~64 KiB segment twice in
+                    # about 1 of 10 of these transfers (bulk both ways, under back-pressure), so
+                    # it is off by default (docs/configuration.md, "Tunnels"). Run it with
+                    # SWITCHYARD_SOCKMAP_BULK=1 to reproduce, or to check a newer kernel.
+                    self.skipTest("sockmap bulk transfer: known kernel double delivery on 6.18; "
+                                  "SWITCHYARD_SOCKMAP_BULK=1 runs it")
                 r = self.transfer(sockmap, BULK)
                 runs[engine] = r
                 m = r["metrics"]
