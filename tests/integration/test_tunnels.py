@@ -254,6 +254,22 @@ def header(head: bytes, name: str) -> str | None:
     return None
 
 
+class Prefixed:
+    """A socket whose first reads replay bytes already read with a head."""
+
+    def __init__(self, sock, data):
+        self.sock, self.data = sock, data
+
+    def recv(self, n):
+        if self.data:
+            out, self.data = self.data[:n], self.data[n:]
+            return out
+        return self.sock.recv(n)
+
+    def settimeout(self, t):
+        self.sock.settimeout(t)
+
+
 def ws_echo_handler(conn):
     """A WebSocket echo origin. A request without Upgrade gets a plain 200 (keep-alive)."""
     rest = b""
@@ -269,19 +285,6 @@ def ws_echo_handler(conn):
     conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + ws_accept_key(key).encode() +
                  b"\r\n\r\n" + ws_frame(1, b"hello from the origin", mask=False))
-
-    class Prefixed:  # replays bytes read together with the head
-        def __init__(self, sock, data):
-            self.sock, self.data = sock, data
-
-        def recv(self, n):
-            if self.data:
-                out, self.data = self.data[:n], self.data[n:]
-                return out
-            return self.sock.recv(n)
-
-        def settimeout(self, t):
-            self.sock.settimeout(t)
 
     src = Prefixed(conn, rest)
     echoed = 0
@@ -623,18 +626,6 @@ class WebSocketTest(TunnelTestBase):
                 # A frame sent right behind the handshake (before the 101) must arrive too.
                 rest = self.handshake(c, ws_frame(1, b"eager", mask=True))
 
-                class Prefixed:
-                    def __init__(self, sock, data):
-                        self.sock, self.data = sock, data
-
-                    def recv(self, n):
-                        if self.data:
-                            out, self.data = self.data[:n], self.data[n:]
-                            return out
-                        return self.sock.recv(n)
-
-                    def settimeout(self, t):
-                        self.sock.settimeout(t)
                 src = Prefixed(c, rest)
                 self.assertEqual(ws_read_frame(src), (1, b"hello from the origin"))
                 self.assertEqual(ws_read_frame(src), (1, b"eager"))
