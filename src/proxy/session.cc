@@ -935,7 +935,7 @@ void Session::on_upstream_data(int res, const char* data, int bid) {
       // Body delimited by the server closing: that was the whole response.
       resp_state_ = RespState::kDone;
       upstream_reusable_ = false;
-      if (!client_send_.in_flight()) finish_exchange();
+      if (!client_sending()) finish_exchange();
       return;
     }
     if (response_started_) {
@@ -1112,7 +1112,7 @@ void Session::handle_response_body(const char* data, std::size_t len, int bid) {
     resp_state_ = RespState::kDone;
     if (consumed != len) upstream_reusable_ = false;
   }
-  if (client_send_.in_flight()) {
+  if (client_sending()) {
     // The read-ahead piece (see read_ahead): parsed already, sent when the current send is done.
     held_ = HeldPiece{data, consumed, bid};
     return;
@@ -1575,7 +1575,7 @@ void Session::fail(int status) {
   client_timer_.disarm();
   upstream_timer_.disarm();
   if (up_) release_upstream(false);
-  if (response_started_ || client_send_.in_flight()) {
+  if (response_started_ || client_sending()) {
     // The client already has (part of) another answer: all we can do is stop.
     return close();
   }
@@ -1702,7 +1702,7 @@ void Session::start_upgrade() {
 void Session::start_tunnel(std::string to_upstream, std::string to_client) {
   UpstreamConn* up = up_;
   if (up->inflight_ > 0 || up_send_.in_flight() || up_tls_send_ || client_recv_.in_flight() ||
-      client_send_.in_flight() || tls_) {
+      client_sending() || tls_) {
     // Operations still own one of the sockets (should not happen: the request is sent and
     // nothing is being read); handing it over now could interleave bytes.
     spdlog::warn("{}: cannot start a tunnel with operations in flight; closing", client_);

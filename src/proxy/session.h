@@ -162,6 +162,11 @@ class Session {
   void send_request_head();
   void submit_upstream_send();
   bool up_sending() const { return up_send_.in_flight() || up_tls_send_; }
+  // A send to the client is outstanding: client_send_ itself, or (TLS) its plaintext waiting to
+  // be encrypted and sent, or the ciphertext carrying it in flight on tls_send_.
+  bool client_sending() const {
+    return client_send_.in_flight() || tls_app_pending_ || tls_sending_app_;
+  }
   void upstream_failed(upstream::Outcome outcome);
   bool may_retry() const;
   void advance_response();
