@@ -31,6 +31,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -609,6 +610,23 @@ class Origin:
                                      ("Proxy-Connection", "keep-alive"),
                                      ("X-End-To-End", "kept")], b"hop\n")
         return send(200, text, f"origin {self.name}: {req.method} {req.target}\n".encode())
+
+
+def fd_count(pid: int) -> int:
+    """Open file descriptors of process `pid`."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (utime + stime) process `pid` has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reset_on_close(sock: socket.socket) -> None:
+    """Makes close() send a TCP reset instead of a FIN (SO_LINGER with a zero timeout)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _shutdown_quietly(sock: socket.socket) -> None:

@@ -27,7 +27,7 @@ import threading
 import time
 
 from harness import (Client, Origin, PeerClosed, ProtocolError, Proxy, pattern_sha256,
-                     proxy_config)
+                     proxy_config, reset_on_close)
 
 MALFORMED = [
     b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -141,7 +141,7 @@ class Soak:
                 s.sendall(b"GET /download?size=4000000 HTTP/1.1\r\nHost: a\r\n\r\n")
                 s.recv(30000)
             if rng.random() < 0.5:  # sometimes a reset rather than a FIN
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                reset_on_close(s)
         finally:
             s.close()
         self.ok("abort")

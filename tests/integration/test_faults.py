@@ -25,7 +25,7 @@ import unittest
 
 import soak
 from harness import (Client, IncompleteResponse, PeerClosed, ProtocolError, ProxyTestCase,
-                     proxy_config, unused_port)
+                     proxy_config, unused_port, cpu_seconds, fd_count, reset_on_close)
 
 MiB = 1024 * 1024
 
@@ -34,10 +34,6 @@ def raise_nofile(want: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -60,12 +56,6 @@ def sanitized(pid: int) -> bool:
         return _binary_has_asan(os.readlink(f"/proc/{pid}/exe"))
     except OSError:
         return False
-
-
-def process_cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class FaultServer:
@@ -118,7 +108,7 @@ class FaultServer:
             elif self.mode == "mid-body":
                 c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
                 time.sleep(0.05)
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            reset_on_close(c)
         except OSError:
             pass
         finally:
@@ -353,9 +343,9 @@ class FaultsTest(ProxyTestCase):
         held = [socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
                 for _ in range(3 * limit)]
         time.sleep(0.5)
-        cpu_before = process_cpu_seconds(proxy.pid)
+        cpu_before = cpu_seconds(proxy.pid)
         time.sleep(1.0)
-        cpu = process_cpu_seconds(proxy.pid) - cpu_before
+        cpu = cpu_seconds(proxy.pid) - cpu_before
         self.assertLess(cpu, 0.3, f"the proxy used {cpu:.2f}s of CPU in 1s at the fd limit "
                                   f"with nothing to do (spinning on accept?)")
         outcomes = {"served": 0, "refused": 0, "pending": 0}
@@ -487,8 +477,7 @@ class FaultsTest(ProxyTestCase):
             s.sendall(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n" +
                       b"x" * 20000)
             if i % 2:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                             b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                reset_on_close(s)
             s.close()
             with Client(proxy.port, timeout=5) as c:
                 r = c.request("POST", "/echo", body=b"hello")
@@ -514,8 +503,7 @@ class FaultsTest(ProxyTestCase):
                     break
                 got += len(data)
             if i % 2:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                             b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                reset_on_close(s)
             s.close()
         accepted = self.origin.connections_accepted
         for i in range(5):

@@ -17,7 +17,7 @@ import unittest
 
 from harness import (MiB, AdminClient, Client, IncompleteResponse, PeerClosed, ProxyTestCase,
                      admin_block, admin_url, build_request, pattern_pieces, pattern_sha256,
-                     proxy_config)
+                     proxy_config, cpu_seconds, fd_count, reset_on_close)
 from test_metrics import parse_metrics, value
 
 KiB = 1024
@@ -25,10 +25,6 @@ KiB = 1024
 BIG = int(os.environ.get("SPLICE_TEST_BIG", str(1024 * MiB)))
 MIN_BODY = 64 * KiB
 TRANSFER_TIMEOUT = 120.0
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def pipe_fds(pid: int) -> int:
@@ -40,18 +36,6 @@ def pipe_fds(pid: int) -> int:
         except OSError:
             pass
     return n
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rst_close(sock: socket.socket) -> None:
-    """Close with a TCP reset (SO_LINGER 0)."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
 
 
 class RawOrigin:
@@ -96,7 +80,8 @@ class RawOrigin:
             deadline = time.monotonic() + self.hold
             while not self.stopping and time.monotonic() < deadline:
                 time.sleep(0.05)
-            rst_close(c)
+            reset_on_close(c)
+            c.close()
         except OSError:
             pass
 
@@ -434,7 +419,8 @@ class SpliceTest(ProxyTestCase):
         for piece in pattern_pieces(8 * MiB, seed=1):
             c.send(piece)
         time.sleep(0.3)
-        rst_close(c.sock)
+        reset_on_close(c.sock)
+        c.sock.close()
         deadline = time.monotonic() + 10
         while origin.open_connections > 0 and time.monotonic() < deadline:
             time.sleep(0.1)

@@ -20,7 +20,7 @@ import unittest
 import urllib.request
 
 from harness import (LOOPBACK, MiB, ProxyTestCase, admin_block, example_config, metrics_port,
-                     proxy_config)
+                     proxy_config, cpu_seconds, fd_count, reset_on_close)
 
 GiB = 1024 * MiB
 BULK = int(os.environ.get("TUNNEL_BULK_BYTES", str(GiB)))
@@ -167,16 +167,6 @@ def bulk_handler(size: int, seed: int):
         sender.join(TRANSFER_TIMEOUT)
         return got
     return handle
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def metrics(proxy) -> dict:
@@ -447,7 +437,7 @@ class TcpSemanticsTest(TunnelTestBase):
         def handler(conn):
             conn.sendall(b"hi")
             recv_exact(conn, 5)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset_on_close(conn)
             return "reset"
         for engine, sockmap in self.ENGINES:
             with self.subTest(engine=engine):
