@@ -825,6 +825,10 @@ class Loader {
   void read_pools(const Value& v);
   void read_pool(const std::string& name, SourceMark mark, const Value& v);
   std::optional<Server> read_server(const Value& v);
+  // Shared by pool and l4 servers: the error for an entry that is neither "ADDR:PORT" nor a map,
+  // and the check that a server address (read from `where`) has a port.
+  void not_a_server(const Value& v);
+  bool has_server_port(const std::optional<SocketAddress>& address, const Value& where);
   std::optional<HashKey> read_hash(const Value& v);
   std::optional<Queue> read_queue(const Value& v);
   std::optional<Persistence> read_persistence(const Value& v);
@@ -2475,6 +2479,21 @@ void Loader::read_pool(const std::string& name, SourceMark mark, const Value& v)
   if (ok) config_.pools.emplace(name, std::move(pool));
 }
 
+void Loader::not_a_server(const Value& v) {
+  error(v.mark, fmt::format("expected a server address or a map with 'address', got {}",
+                            kind_of(v.node)));
+}
+
+bool Loader::has_server_port(const std::optional<SocketAddress>& address, const Value& where) {
+  if (!address) return false;
+  if (port_of(*address) == 0) {
+    error(where.mark,
+          fmt::format("invalid address '{}': a server needs a port other than 0", address->text));
+    return false;
+  }
+  return true;
+}
+
 std::optional<Server> Loader::read_server(const Value& v) {
   Server server;
   std::optional<SocketAddress> address;
@@ -2510,16 +2529,10 @@ std::optional<Server> Loader::read_server(const Value& v) {
     }
     if (!ok) return std::nullopt;
   } else {
-    error(v.mark, fmt::format("expected a server address or a map with 'address', got {}",
-                              kind_of(v.node)));
+    not_a_server(v);
     return std::nullopt;
   }
-  if (!address) return std::nullopt;
-  if (port_of(*address) == 0) {
-    error(address_value.mark,
-          fmt::format("invalid address '{}': a server needs a port other than 0", address->text));
-    return std::nullopt;
-  }
+  if (!has_server_port(address, address_value)) return std::nullopt;
   server.address = std::move(*address);
   return server;
 }
@@ -3225,16 +3238,10 @@ std::optional<L4Server> Loader::read_l4_server(const Value& v, L4Mode default_mo
     }
     if (!ok) return std::nullopt;
   } else {
-    error(v.mark, fmt::format("expected a server address or a map with 'address', got {}",
-                              kind_of(v.node)));
+    not_a_server(v);
     return std::nullopt;
   }
-  if (!address) return std::nullopt;
-  if (port_of(*address) == 0) {
-    error(address_value.mark,
-          fmt::format("invalid address '{}': a server needs a port other than 0", address->text));
-    return std::nullopt;
-  }
+  if (!has_server_port(address, address_value)) return std::nullopt;
   if (vip_ok) {
     const char* mode = server.mode == L4Mode::kNat  ? "nat"
                        : server.mode == L4Mode::kDr ? "dr"
