@@ -192,6 +192,11 @@ struct Route {
   HeaderEdits request_headers;
   HeaderEdits response_headers;
   PathRewrite rewrite;
+  // TCP handoff (docs/handoff.md): after this route picks a server, the client's connection
+  // itself moves to that server's `switchyard agent`, which answers the client directly. Pool
+  // routes only; every server of the pool names its agent.
+  bool handoff = false;
+  SourceMark handoff_mark;
   // When the route's pool (or split) has no server available: send the request to this pool
   // instead, or answer with this response (a "sorry page"). Without it: 503.
   std::optional<std::string> fallback_pool;
@@ -215,6 +220,8 @@ struct Server {
   bool backup = false;                // used only while no non-backup server is available
   bool maintenance = false;           // taken out for maintenance: like drain (no new requests,
                                       // idle connections closed), reported as its own state
+  // The server's `switchyard agent` control address, for routes marked `handoff`.
+  std::optional<SocketAddress> agent;
 };
 
 // What a hashing scheduler (sh, dh, mh, lblc, lblcr) hashes.
@@ -398,6 +405,13 @@ struct L4 {
   std::vector<L4Service> services;
 };
 
+// `handoff:` — the front end's side of TCP handoff (docs/handoff.md).
+struct Handoff {
+  std::string key_file;  // shared with the agents: at least 32 bytes of secret
+  std::string key;       // its contents, read by the loader (so `check` judges the file too)
+  Millis timeout{1000};  // from the offer to the agent's answer; then the request is proxied
+};
+
 struct Config {
   std::string source_path;    // the file it was loaded from ("<string>" in tests)
   std::uint32_t workers = 0;  // 0 = one per online CPU
@@ -411,6 +425,7 @@ struct Config {
   std::map<std::string, Pool> pools;
   std::optional<Admin> admin;
   std::optional<L4> l4;  // the L4 fast path; absent = not started
+  std::optional<Handoff> handoff;
 };
 
 }  // namespace switchyard::config

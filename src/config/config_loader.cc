@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "handoff/key_file.h"
 #include "l4/abi/l4_abi.h"   // map sizes that bound the l4 section
 #include "rules/rule_set.h"  // normalize_path
 #include "rules/uri_chars.h"
@@ -43,7 +44,8 @@ namespace {
 
 constexpr std::string_view kTopLevelKeys[] = {"workers",    "access_log", "limits", "timeouts",
                                               "forwarding", "listeners",  "routes", "pools",
-                                              "admin",      "l4",         "splice"};
+                                              "admin",      "l4",         "splice", "handoff"};
+constexpr std::string_view kHandoffKeys[] = {"key_file", "timeout"};
 constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
 // `splice:` (all kernel forwarding paths share this block; see read_splice).
 constexpr std::string_view kSpliceKeys[] = {"bodies", "min_body", "pipe_size", "sockmap"};
@@ -61,7 +63,7 @@ constexpr std::string_view kVerifyModes[] = {"none", "optional", "required"};
 constexpr std::string_view kRouteKeys[] = {
     "match",   "pool",   "split",           "redirect",         "respond",
     "goto",    "sticky", "request_headers", "response_headers", "rewrite",
-    "fallback"};
+    "fallback", "handoff"};
 // The actions of a route, of which it has exactly one, in the order messages list them.
 constexpr std::string_view kRouteActions[] = {"pool", "split", "redirect", "respond", "goto"};
 constexpr std::string_view kRespondKeys[] = {"status", "headers", "body"};
@@ -96,8 +98,8 @@ constexpr std::string_view kPoolKeys[] = {"scheduler",        "hash",
                                           "outlier",          "servers",
                                           "tls"};
 constexpr std::string_view kTlsUpstreamKeys[] = {"verify", "ca", "server_name", "cert", "key"};
-constexpr std::string_view kServerKeys[] = {"address", "weight", "max_connections", "drain",
-                                            "backup",  "maintenance"};
+constexpr std::string_view kServerKeys[] = {"address", "weight",      "max_connections", "drain",
+                                            "backup",  "maintenance", "agent"};
 // `hash` is one of these words or a map with one of kHashKeys.
 constexpr std::string_view kHashWords[] = {"source", "source_port", "url"};
 constexpr std::string_view kHashKeys[] = {"header", "cookie"};
@@ -844,6 +846,9 @@ class Loader {
                                          const L4Service& service, bool vip_ok);
 
   void check_references();
+  void read_handoff(const Value& v);
+  // Routes marked `handoff` need the `handoff:` section and an agent on every server of their pool.
+  void check_handoff_routes();
   void check_reference(const Reference& ref, std::string_view what, std::string_view plural,
                        const std::vector<std::string>& defined);
 
@@ -1105,7 +1110,9 @@ void Loader::read_top_level(const Value& root) {
   }
   if (const Value* v = top->get("l4")) read_l4(*v);
   if (const Value* v = top->get("admin")) read_admin(*v);
+  if (const Value* v = top->get("handoff")) read_handoff(*v);
   check_references();
+  check_handoff_routes();
   // Every route gets its position among all routes: per-route counters are indexed by it.
   std::uint32_t route_index = 0;
   for (auto& [name, table] : config_.routes) {
@@ -1671,6 +1678,16 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
     }
     Split unused;  // still validated when the split itself is wrong
     ok = read_sticky(sticky->value, route.split ? *route.split : unused) && ok;
+  }
+  if (const Field* h = map->field("handoff")) {
+    if (action && *action != "pool") {
+      error(h->key_mark, "handoff is only allowed with pool (the connection moves to one server)");
+      ok = false;
+    }
+    auto on = read_bool(h->value);
+    if (on) route.handoff = *on;
+    route.handoff_mark = h->key_mark;
+    ok = ok && on.has_value();
   }
   for (std::string_view key : {"request_headers", "response_headers", "rewrite", "fallback"}) {
     const Field* f = map->field(key);
@@ -2527,6 +2544,12 @@ std::optional<Server> Loader::read_server(const Value& v) {
       address_value = *a;
       address = read_address(*a);
     }
+    if (const Value* a = map->get("agent")) {
+      auto agent = read_address(*a);
+      if (agent && !has_server_port(agent, *a)) agent.reset();
+      if (agent) server.agent = std::move(*agent);
+      ok = ok && agent.has_value();
+    }
     if (!ok) return std::nullopt;
   } else {
     not_a_server(v);
@@ -3266,6 +3289,53 @@ std::optional<L4Server> Loader::read_l4_server(const Value& v, L4Mode default_mo
   }
   server.address = std::move(*address);
   return server;
+}
+
+void Loader::read_handoff(const Value& v) {
+  auto map = open_map(v, "handoff", kHandoffKeys);
+  if (!map) return;
+  if (!require(*map, "key_file", "handoff")) return;
+  Handoff handoff;
+  const Value& f = *map->get("key_file");
+  auto file = read_name(f, "handoff.key_file");
+  if (!file) return;
+  handoff.key_file = resolve_path(*file);
+  std::string why;
+  auto key = handoff::read_key_file(handoff.key_file, why);
+  if (!key) {
+    error(f.mark, why);
+    return;
+  }
+  handoff.key = std::move(*key);
+  if (const Value* t = map->get("timeout")) {
+    auto d = read_timeout(*t, "handoff.timeout");
+    if (!d) return;
+    handoff.timeout = *d;
+  }
+  config_.handoff = std::move(handoff);
+}
+
+void Loader::check_handoff_routes() {
+  for (const auto& [name, table] : config_.routes) {
+    for (const Route& route : table.routes) {
+      if (!route.handoff) continue;
+      if (!config_.handoff) {
+        error(route.handoff_mark,
+              "handoff needs the top-level `handoff:` section (key_file shared with the agents)");
+        continue;
+      }
+      auto pool = route.pool ? config_.pools.find(*route.pool) : config_.pools.end();
+      if (pool == config_.pools.end()) continue;  // reported as an unknown pool
+      for (const Server& server : pool->second.servers) {
+        if (server.agent) continue;
+        error(route.handoff_mark,
+              fmt::format("handoff: server {} of pool '{}' has no `agent` (its switchyard agent's "
+                          "control address)",
+                          server.address.text, pool->first));
+        break;
+      }
+    }
+  }
 }
 
 void Loader::check_references() {

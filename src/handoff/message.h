@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 
+#include "handoff/key_file.h"
 #include "handoff/tcp_state.h"
 
 namespace switchyard::handoff {
@@ -71,9 +72,5 @@ class Channel {
   std::uint64_t send_seq_ = 0;
   std::uint64_t recv_seq_ = 0;
 };
-
-// Reads the key file: at least 32 bytes of secret (e.g. `head -c 32 /dev/urandom | base64`);
-// trailing newlines are not part of the key.
-std::optional<std::string> read_key_file(const std::string& path, std::string& error);
 
 }  // namespace switchyard::handoff

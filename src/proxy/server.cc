@@ -183,9 +183,12 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   } else {
     spdlog::info("tunnels: splice.sockmap is false; tunnels copy through userspace");
   }
+  // TCP handoff: the workers steer handed-off flows through the L4 director's table.
+  auto steering = std::make_shared<SteeringSlot>();
   for (unsigned w = 0; w < workers; ++w) {
     pool.push_back(std::make_unique<Worker>(static_cast<int>(w), snapshot, listen_fds[w]));
     pool.back()->set_sockmap(sockmap);
+    pool.back()->set_steering(steering);
   }
   for (unsigned w = 0; w < workers; ++w) {
     auto promise = std::make_shared<std::promise<std::string>>();
@@ -224,6 +227,9 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   // The L4 fast path (src/l4/) runs when the configuration has `l4` services; the same checker
   // checks their real servers. Destroyed before `io`: detaches XDP, keeps the pinned flows.
   l4::Runtime l4_runtime(io);
+  l4_runtime.set_steering_sink([steering](std::shared_ptr<const l4::FlowSteering> s) {
+    steering->current.store(std::move(s));
+  });
   if (exit_code == 0) {
     if (std::string err = l4_runtime.apply(config); !err.empty()) {
       spdlog::error("{}", err);
@@ -283,6 +289,7 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
     if (std::string l4_err = l4_runtime.apply(config); !l4_err.empty()) {
       spdlog::error("reload: {}", l4_err);
     }
+
     health.update(all_health_targets());
     return next;
   };

@@ -7,10 +7,13 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 
+#include "handoff/tcp_state.h"
 #include "http/error_page.h"
 #include "http/head_writer.h"
+#include "proxy/handoff_link.h"
 
 namespace switchyard::proxy {
 namespace {
@@ -346,6 +349,13 @@ void Session::close() {
   if (closing_) return;
   if (tunnel_ && !tunnel_done_) return tunnel_->abort();  // on_tunnel_done closes us
   closing_ = true;
+  if (handoff_) {
+    // Back out of repair mode first, so that closing sends the client a FIN, not silence.
+    handoff_->link->abort(handoff_->id);
+    std::string ignored;
+    handoff::resume(fd_, ignored);
+    end_handoff();
+  }
   recycle(held_.bid);
   held_ = HeldPiece{};
   leave_queue();
@@ -432,6 +442,10 @@ void Session::on_client_timeout() {
 
 void Session::on_upstream_timeout() {
   if (closing_) return;
+  if (handoff_) {
+    handoff_->link->abort(handoff_->id);
+    return handoff_fallback("no answer within handoff.timeout");
+  }
   if (queued_in_) {
     spdlog::warn("pool {}: {} waited {} ms in the queue", queued_in_->cfg->name, client_,
                  queued_in_->cfg->queue.timeout.count());
@@ -623,6 +637,7 @@ void Session::on_request_head(std::size_t head_end) {
   stale_retry_ = false;
   fallback_used_ = false;
   use_pool(decision_.pool);
+  if (route->handoff && try_handoff()) return;
   start_upstream();
 }
 
@@ -684,14 +699,7 @@ void Session::start_upstream(bool allow_idle) {
     deferred_start_ = allow_idle ? DeferredStart::kAny : DeferredStart::kFresh;
     return;
   }
-  upstream::PickRequest pr;
-  pr.key = keys_.hash;
-  pr.has_key = keys_.has_hash;
-  pr.source_key = keys_.source;
-  pr.has_source_key = keys_.has_source;
-  pr.cookie_server = cookie_server_;
-  pr.tried = tried_;
-  upstream::Balancer::Pick pick = pool_->balancer.pick(pr, w_.now());
+  upstream::Balancer::Pick pick = pick_server();
   if (pick.server < 0) return no_server(pick.full);
   int server = pick.server;
   tried_ |= std::uint64_t{1} << server;
@@ -715,6 +723,17 @@ void Session::start_upstream(bool allow_idle) {
   pool_->connect_timeouts->arm(upstream_timer_, w_.now());
   connecting_ = true;
   up_->connect();
+}
+
+upstream::Balancer::Pick Session::pick_server() {
+  upstream::PickRequest pr;
+  pr.key = keys_.hash;
+  pr.has_key = keys_.has_hash;
+  pr.source_key = keys_.source;
+  pr.has_source_key = keys_.has_source;
+  pr.cookie_server = cookie_server_;
+  pr.tried = tried_;
+  return pool_->balancer.pick(pr, w_.now());
 }
 
 void Session::no_server(bool full) {
@@ -1629,6 +1648,9 @@ void Session::log_access() {
   r.bytes_out = bytes_out_;
   r.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - request_start_).count();
   r.upstream = up_ ? std::string_view(up_->address().text) : std::string_view("-");
+  if (handoff_) {
+    r.upstream = pool_->cfg->servers[static_cast<std::size_t>(handoff_->server)].address.text;
+  }
   if (tunnel_address_) r.upstream = tunnel_address_->text;
   w_.access_log().push(r, cfg().access_log.format);
 }
@@ -1737,6 +1759,97 @@ void Session::on_tunnel_done(void* self) {
   if (pool.queue_head) s->w_.wake_queue(pool);
   s->log_access();
   s->close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// TCP handoff
+
+bool Session::try_handoff() {
+  const std::optional<config::Handoff>& ho = cfg().handoff;
+  // Only a plain connection can move (TLS state cannot follow it), and only one the proxy has
+  // not started answering: freeze() refuses unacknowledged output anyway.
+  if (!ho || tls_ || !pool_ || upgrade_ || response_started_) return false;
+  std::shared_ptr<const l4::FlowSteering> steering = w_.steering();
+  if (!steering || steering->empty()) {
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true)) {
+      spdlog::warn("handoff: routes ask for it but no l4 service has `handoff: true` (or the "
+                   "L4 data path is not running); such requests are proxied");
+    }
+    ++w_.counters().handoff_fallbacks;
+    return false;
+  }
+  upstream::Balancer::Pick pick = pick_server();
+  if (pick.server < 0) return false;  // start_upstream answers: queue, fallback or 503
+  const config::Server& server = pool_->cfg->servers[static_cast<std::size_t>(pick.server)];
+  if (!server.agent) return false;  // (the loader requires one)
+  std::string error;
+  std::optional<handoff::TcpState> state = handoff::freeze(fd_, error);
+  if (!state) {
+    spdlog::debug("handoff: {}: cannot freeze: {}; proxying", client_, error);
+    ++w_.counters().handoff_fallbacks;
+    return false;
+  }
+  AgentLink& link = w_.agent_link(*server.agent, ho->key);
+  const std::uint64_t id = w_.next_handoff_id();
+  if (!link.offer(id, *state, std::string_view(in_.get(), in_len_), this,
+                  &Session::on_handoff_answer_cb)) {
+    handoff::resume(fd_, error);
+    ++w_.counters().handoff_fallbacks;
+    return false;
+  }
+  pool_->balancer.started(pick.server);
+  handoff_ = std::make_unique<PendingHandoff>(PendingHandoff{&link, id, pick.server, state->local});
+  w_.timeouts_for(ho->timeout).arm(upstream_timer_, w_.now());
+  return true;
+}
+
+void Session::on_handoff_answer_cb(void* self, bool ready, std::string_view why) {
+  static_cast<Session*>(self)->on_handoff_answer(ready, why);
+}
+
+void Session::on_handoff_answer(bool ready, std::string_view why) {
+  if (!handoff_) return;
+  upstream_timer_.disarm();
+  if (!ready) return handoff_fallback(why);
+  const config::Server& server = pool_->cfg->servers[static_cast<std::size_t>(handoff_->server)];
+  sockaddr_storage to{};
+  std::memcpy(&to, server.address.sa(), server.address.length);
+  std::string error = "the l4 handoff service is gone";
+  std::shared_ptr<const l4::FlowSteering> steering = w_.steering();
+  if (!steering || !steering->steer(peer_, handoff_->local, to, error)) {
+    handoff_->link->abort(handoff_->id);
+    return handoff_fallback(error);
+  }
+  // The client's packets now go to the server, which holds the connection frozen. Our copy
+  // leaves without a word (closing a socket in repair mode sends nothing); then the agent goes.
+  ::close(fd_);
+  fd_ = -1;
+  handoff_->link->go(handoff_->id);
+  ++w_.counters().handoffs;
+  status_ = 0;  // the server answers; the access log shows 0 and the server's address
+  log_access();
+  end_handoff();
+  close();
+}
+
+void Session::handoff_fallback(std::string_view why) {
+  const std::string agent = handoff_->link->agent().text;
+  end_handoff();
+  ++w_.counters().handoff_fallbacks;
+  std::string error;
+  if (!handoff::resume(fd_, error)) {
+    spdlog::error("handoff: {}: cannot resume the connection: {}", client_, error);
+    return close();
+  }
+  spdlog::warn("handoff: {} not handed to agent {}: {}; proxying", client_, agent, why);
+  start_upstream();
+}
+
+void Session::end_handoff() {
+  pool_->balancer.finished(handoff_->server);
+  if (pool_->queue_head) w_.wake_queue(*pool_);
+  handoff_.reset();
 }
 
 }  // namespace switchyard::proxy

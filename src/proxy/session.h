@@ -158,6 +158,7 @@ class Session {
   void handle_request_body(const char* data, std::size_t len, int bid);
   void use_pool(int pool_index);
   void start_upstream(bool allow_idle = true);
+  upstream::Balancer::Pick pick_server();
   void no_server(bool full);
   void send_request_head();
   void submit_upstream_send();
@@ -203,6 +204,24 @@ class Session {
   const config::SocketAddress* tunnel_address_ = nullptr;
   bool tunnel_done_ = false;
   bool upgrade_ = false;  // this request is forwarded as an upgrade request
+  // ---- TCP handoff (docs/handoff.md): a route marked `handoff` moves the client's connection
+  // to the chosen server's agent instead of proxying it. The socket is frozen (TCP_REPAIR) and
+  // offered; on Ready the flow is steered to the server, the local socket closed silently and Go
+  // sent; on Failed, a lost link or the handoff timeout the socket is resumed and the request
+  // proxied as usual. handoff_ exists only while an offer is outstanding.
+  struct PendingHandoff {
+    class AgentLink* link;
+    std::uint64_t id;
+    int server;
+    sockaddr_storage local;  // the VIP:port the client connected to
+  };
+  bool try_handoff();
+  static void on_handoff_answer_cb(void* self, bool ready, std::string_view why);
+  void on_handoff_answer(bool ready, std::string_view why);
+  // Takes the socket out of repair mode and proxies the request (`why` is logged).
+  void handoff_fallback(std::string_view why);
+  void end_handoff();
+  std::unique_ptr<PendingHandoff> handoff_;
   void count_request();
   void maybe_free();
   static void dechunk_sink(void* self, const char* data, std::size_t len);

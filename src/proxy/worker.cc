@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "http/error_page.h"
+#include "proxy/handoff_link.h"
 #include "proxy/io_ops.h"
 #include "proxy/session.h"
 
@@ -134,6 +135,16 @@ void PoolRuntime::report(int server, upstream::Outcome outcome, Clock::time_poin
   ServerCounters& s = *server_stats[static_cast<std::size_t>(server)];
   if (outcome == upstream::Outcome::kConnectFailure) ++s.connect_failures;
   if (outcome == upstream::Outcome::kReset) ++s.resets;
+}
+
+AgentLink& Worker::agent_link(const config::SocketAddress& agent, const std::string& key) {
+  for (auto& link : agent_links_) {
+    if (link->agent().text == agent.text && link->key() == key) return *link;
+  }
+  // A link with an old key stays until the worker ends (its operations may still complete); it
+  // is idle: nothing offers through it any more.
+  agent_links_.push_back(std::make_unique<AgentLink>(*this, agent, key));
+  return *agent_links_.back();
 }
 
 DeadlineList& Worker::timeouts_for(std::chrono::milliseconds duration) {

@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "core/counter.h"
+#include "l4/ctl/flow_steering.h"
 #include "proxy/access_log.h"
 #include "proxy/deadline.h"
 #include "proxy/ring.h"
@@ -29,6 +30,13 @@ namespace switchyard::proxy {
 
 class Session;
 class UpstreamConn;
+class AgentLink;
+
+// TCP handoff: the L4 director's flow steering (l4/ctl/flow_steering.h), replaced by the control
+// plane after every L4 sync; workers load it once per handoff. Null without handoff services.
+struct SteeringSlot {
+  std::atomic<std::shared_ptr<const l4::FlowSteering>> current;
+};
 
 // Per-worker runtime of a configured pool: its balancer, idle keep-alive connections and the
 // requests queued for a server below max_connections. Kept across reloads while the pool's
@@ -112,6 +120,8 @@ struct WorkerCounters {
   core::Counter tunnels;          // tunnels started (tcp listeners, WebSocket)
   core::Counter tunnels_sockmap;  // of which forwarded by the sockmap engine
   core::Gauge tunnels_open;       // tunnels open now
+  core::Counter handoffs;           // connections handed to a real server's agent (TCP handoff)
+  core::Counter handoff_fallbacks;  // handoffs that failed: the request was proxied instead
   // Published every tick (see Worker::tick).
   core::Gauge connections;     // client connections open
   core::Gauge upstreams;       // upstream connections open (idle and busy)
@@ -164,6 +174,17 @@ class Worker {
   }
   // Before run(): the engine loaded at start-up (shared by all workers; read-only).
   void set_sockmap(std::shared_ptr<const splice::SockmapEngine> e) { sockmap_ = std::move(e); }
+  // TCP handoff: this worker's control channel to the agent at `agent` (opened on first use,
+  // reopened with a new key after a reload changed it), the current flow steering, and a
+  // process-unique id for the next offer.
+  AgentLink& agent_link(const config::SocketAddress& agent, const std::string& key);
+  std::shared_ptr<const l4::FlowSteering> steering() const {
+    return steering_ ? steering_->current.load() : nullptr;
+  }
+  void set_steering(std::shared_ptr<SteeringSlot> slot) { steering_ = std::move(slot); }
+  std::uint64_t next_handoff_id() {
+    return (static_cast<std::uint64_t>(id_) << 48) | ++handoff_seq_;
+  }
   // A list for `duration` (per-pool timeouts), created on first use and kept for the worker's
   // life; every such list is expired on each tick.
   DeadlineList& timeouts_for(std::chrono::milliseconds duration);
@@ -219,6 +240,9 @@ class Worker {
   std::size_t head_buffer_size_ = 0;
   AccessLogQueue access_log_;
   std::shared_ptr<const splice::SockmapEngine> sockmap_;
+  std::shared_ptr<SteeringSlot> steering_;
+  std::vector<std::unique_ptr<AgentLink>> agent_links_;  // never freed while the worker runs
+  std::uint64_t handoff_seq_ = 0;
   WorkerCounters counters_;
   // A pipe per body being spliced; up to 64 empty ones are kept (2 descriptors each).
   splice::PipePool pipes_{1024 * 1024, 64};

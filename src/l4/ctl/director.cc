@@ -348,6 +348,8 @@ bool Director::calibrate_hz(std::string& error) {
     error = "cannot run the L4 clock program: " + errno_text(errno);
     return false;
   }
+  j1 = j0;
+  n1 = n0;
   for (int i = 0; i < 100 && n1 - n0 < 50'000'000; ++i) {
     ::usleep(10'000);
     if (!read_clock(j1, n1)) {
@@ -362,7 +364,7 @@ bool Director::calibrate_hz(std::string& error) {
     if (measured > candidate * 0.8 && measured < candidate * 1.2) hz_ = candidate;
   }
   if (hz_ == 0) hz_ = 100;
-  spdlog::debug("l4: kernel HZ {} (measured {:.1f})", hz_, measured);
+  spdlog::info("l4: kernel HZ {} (measured {:.1f})", hz_, measured);
   return true;
 }
 

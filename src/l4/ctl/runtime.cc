@@ -40,6 +40,7 @@ std::string Runtime::apply(std::shared_ptr<const config::Config> config) {
     if (director_) spdlog::info("l4: no l4 services configured any more; detaching");
     timer_.cancel();
     director_.reset();
+    publish_steering();
     config_ = std::move(config);
     pools_.reset();
     states_.clear();
@@ -74,10 +75,13 @@ std::string Runtime::apply(std::shared_ptr<const config::Config> config) {
   if (!director_) {
     director_ = Director::start(*config_->l4, last_, error);
     if (!director_) return "l4: " + error;
+    publish_steering();
     schedule_tick();
     return {};
   }
-  if (!director_->sync(*config_->l4, last_, error)) return "l4: " + error;
+  const bool synced = director_->sync(*config_->l4, last_, error);
+  publish_steering();
+  if (!synced) return "l4: " + error;
   return {};
 }
 
@@ -134,6 +138,7 @@ void Runtime::sync(bool with_counts) {
   if (!director_->sync(*config_->l4, last_, error, with_counts ? &counts : nullptr)) {
     spdlog::error("l4: {}", error);
   }
+  publish_steering();
 }
 
 }  // namespace switchyard::l4

@@ -14,6 +14,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,10 @@ class Runtime {
   std::vector<upstream::HealthChecker::Target> health_targets() const;
 
   bool running() const { return director_ != nullptr; }
+  // TCP handoff: `sink` receives the flow steering of what is installed after every start,
+  // sync (reloads and the periodic health/count syncs: each builds a new one) and stop (null).
+  using SteeringSink = std::function<void(std::shared_ptr<const FlowSteering>)>;
+  void set_steering_sink(SteeringSink sink) { sink_ = std::move(sink); }
 
  private:
   void schedule_tick();
@@ -61,6 +66,10 @@ class Runtime {
   Availability last_;
   unsigned ticks_ = 0;
   bool counts_needed_ = false;
+  SteeringSink sink_;
+  void publish_steering() {
+    if (sink_) sink_(director_ ? director_->steering() : nullptr);
+  }
 };
 
 }  // namespace switchyard::l4

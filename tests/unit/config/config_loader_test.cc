@@ -534,7 +534,7 @@ forwarding: {forwarded: true}
               "test.yaml:5:30: unknown key 'header' in respond; did you mean 'headers'?",
               "test.yaml:6:7: unknown key 'name' in route; expected one of: match, pool, split, "
               "redirect, respond, goto, sticky, request_headers, response_headers, rewrite, "
-              "fallback",
+              "fallback, handoff",
               "test.yaml:8:36: unknown key 'tsl' in pool; did you mean 'tls'?",
               "test.yaml:9:56: unknown key 'users' in admin; expected one of: bind, token_file, "
               "read_only_token_file, tls, metrics_bind",
@@ -1790,6 +1790,7 @@ TEST_CASE("docs/configuration.md has a row for every key the loader accepts, and
       {"pools.<name>.outlier.", "pools: {p: {outlier: {zzzzzzzz: 1}}}"},
       {"pools.<name>.tls.", "pools: {p: {tls: {zzzzzzzz: 1}}}"},
       {"admin.", "admin: {zzzzzzzz: 1}"},
+      {"handoff.", "handoff: {zzzzzzzz: 1}"},
       {"l4.", "l4: {zzzzzzzz: 1}"},
       {"l4.connections.", "l4: {connections: {zzzzzzzz: 1}}"},
       {"l4.services[].", "l4: {services: [{zzzzzzzz: 1}]}"},
