@@ -27,14 +27,16 @@ from test_l4 import L4TestCase, Lab, REALS, VIP
 AGENT_PORT = 7000
 GIB = 1 << 30
 
-# Downloads /bytes/N from the VIP on one connection and prints
+# Downloads /bytes/N from the VIP (argv[1]: "host" for port 80, or "host:port") on one connection
+# and prints
 # "<status> <body bytes> <sha256> <server header>"; then, if asked, a second request on the same
 # connection ("again" argument) and its line.
 CLIENT = textwrap.dedent(r"""
     import hashlib, socket, sys
     vip, path = sys.argv[1], sys.argv[2]
-    again = sys.argv[3:] 
-    s = socket.create_connection((vip, 80), timeout=20)
+    again = sys.argv[3:]
+    host, _, port = vip.partition(":")
+    s = socket.create_connection((host, int(port or 80)), timeout=20)
     def one(path):
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: vip\r\n\r\n".encode())
         buf = b""
@@ -170,14 +172,19 @@ class HandoffLab:
         with open(self.agent_logs[host]) as f:
             return f.read()
 
-    def config(self) -> str:
+    def config(self, extra: str = "", tcp_port: int | None = None) -> str:
+        """`extra`: more top-level YAML (e.g. a splice section); `tcp_port`: also a `mode: tcp`
+        listener on the VIP at that port, tunnelling to rs1's origin."""
         r1, r2 = REALS[0], REALS[1]
+        # (indented like the template's lines, which dedent() strips after formatting)
+        tunnel = (f'\n{" " * 14}- {{ name: tunnel, bind: "{VIP}:{tcp_port}", mode: tcp, '
+                  f'pool: proxied }}' if tcp_port else "")
         return self.lab.config() .replace("mode: dr", "mode: dr\n      handoff: true") \
             .replace(f", {REALS[2]}:80", "") + textwrap.dedent(f"""\
             workers: 1
             handoff: {{ key_file: {self.key}, timeout: 1s }}
             listeners:
-              - {{ name: web, bind: "{VIP}:80", routes: main }}
+              - {{ name: web, bind: "{VIP}:80", routes: main }}{tunnel}
             routes:
               main:
                 - match: {{ path_prefix: /one/ }}
@@ -191,10 +198,10 @@ class HandoffLab:
               one: {{ servers: [{{ address: "{r1}:8080", agent: "{r1}:{AGENT_PORT}" }}] }}
               two: {{ servers: [{{ address: "{r2}:8080", agent: "{r2}:{AGENT_PORT}" }}] }}
               proxied: {{ servers: ["{r1}:8080"] }}
-            """)
+            """) + extra
 
-    def get(self, *paths: str, timeout: float = 120) -> list[list[str]]:
-        r = self.lab.sh("cli", sys.executable, "-c", CLIENT, VIP, *paths, check=False)
+    def get(self, *paths: str, target: str = VIP) -> list[list[str]]:
+        r = self.lab.sh("cli", sys.executable, "-c", CLIENT, target, *paths, check=False)
         agents = "".join(f"---- agent {h}\n{self.agent_log(h)}" for h in self.agent_logs)
         self.test.assertEqual(r.returncode, 0,
                               f"{r.stderr}\n---- director\n{self.lab.director_log()}{agents}")

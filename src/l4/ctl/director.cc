@@ -18,6 +18,7 @@
 #include <sys/statfs.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -359,9 +360,16 @@ bool Director::calibrate_hz(std::string& error) {
   }
   const double measured =
       static_cast<double>(j1 - j0) * 1e9 / static_cast<double>(std::max<std::uint64_t>(1, n1 - n0));
+  // The nearest of the values the kernel can be built with (CONFIG_HZ), if within 20 %: a
+  // wrong HZ makes the dates userspace writes (handoff steering) drift off the data path's clock.
   hz_ = static_cast<std::uint32_t>(measured + 0.5);
+  double best = 0.2;
   for (std::uint32_t candidate : {100u, 250u, 300u, 1000u}) {
-    if (measured > candidate * 0.8 && measured < candidate * 1.2) hz_ = candidate;
+    const double off = std::abs(measured - candidate) / candidate;
+    if (off < best) {
+      best = off;
+      hz_ = candidate;
+    }
   }
   if (hz_ == 0) hz_ = 100;
   spdlog::info("l4: kernel HZ {} (measured {:.1f})", hz_, measured);
