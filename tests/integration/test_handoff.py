@@ -103,6 +103,19 @@ ORIGIN = textwrap.dedent(r"""
 """)
 
 
+# Accepts connections on argv[1] (host:port) and never sends a byte.
+SILENT = textwrap.dedent(r"""
+    import socket, sys, time
+    host, port = sys.argv[1].rsplit(":", 1)
+    s = socket.create_server((host, int(port)))
+    print("ready", flush=True)
+    held = []
+    while True:
+        c, _ = s.accept()
+        held.append(c)
+""")
+
+
 def pattern_sha256(n: int) -> str:
     block = bytes((i * 7 + 3) & 255 for i in range(1 << 20))
     h = hashlib.sha256()
@@ -117,9 +130,10 @@ def pattern_sha256(n: int) -> str:
 class HandoffLab:
     """test_l4's DR lab plus a key, an origin and an agent on rs1 and rs2, and the director."""
 
-    def __init__(self, test: unittest.TestCase):
+    def __init__(self, test: unittest.TestCase, mode: str = "dr"):
         self.test = test
-        self.lab = Lab(test, "dr")
+        self.mode = mode
+        self.lab = Lab(test, mode)
         self.key = os.path.join(self.lab.tmp, "handoff.key")
         with open(self.key, "wb") as f:
             f.write(os.urandom(32).hex().encode() + b"\n")
@@ -179,7 +193,8 @@ class HandoffLab:
         # (indented like the template's lines, which dedent() strips after formatting)
         tunnel = (f'\n{" " * 14}- {{ name: tunnel, bind: "{VIP}:{tcp_port}", mode: tcp, '
                   f'pool: proxied }}' if tcp_port else "")
-        return self.lab.config() .replace("mode: dr", "mode: dr\n      handoff: true") \
+        return self.lab.config() .replace(f"mode: {self.mode}",
+                                          f"mode: {self.mode}\n      handoff: true") \
             .replace(f", {REALS[2]}:80", "") + textwrap.dedent(f"""\
             workers: 1
             handoff: {{ key_file: {self.key}, timeout: 1s }}
@@ -239,6 +254,17 @@ class HandoffTest(L4TestCase):
         self.assertIn("agent: adopted", self.h.agent_log("rs1"))
         self.assertIn("agent: adopted", self.h.agent_log("rs2"))
 
+    def test_tun_servers_take_handed_off_connections_too(self):
+        self.h.lab.stop_director()
+        tun = HandoffLab(self, "tun")
+        tun.lab.start_director(tun.config())
+        answers = tun.get("/one/a", "/two/b")
+        self.assertEqual([a[3] for a in answers], ["rs1", "rs1"])
+        [[status, _, _, server]] = tun.get("/two/x")
+        self.assertEqual((status, server), ("200", "rs2"))
+        self.assertIn("agent: adopted", tun.agent_log("rs1"))
+        self.assertNotIn("proxying", tun.lab.director_log())
+
     def test_a_handed_off_connection_stays_with_its_server(self):
         # The second request would route to rs2, but the connection now lives on rs1.
         answers = self.h.get("/one/a", "/two/b")
@@ -282,6 +308,25 @@ class HandoffTest(L4TestCase):
         [[status, _, _, server]] = self.h.get("/one/y")
         self.assertEqual((status, server), ("200", "rs1"))
         self.assertIn("agent: adopted", self.h.agent_log("rs1"))
+
+    def test_silent_agent_falls_back_after_the_handoff_timeout(self):
+        # Something accepts on the agent's port but never speaks: no Hello, no answer.
+        self.h.stop_agent("rs2")
+        silent = self.h._start("rs2", [sys.executable, "-c", SILENT, f"{REALS[1]}:{AGENT_PORT}"],
+                               "ready")
+        start = time.monotonic()
+        [[status, _, _, server]] = self.h.get("/two/x")
+        waited = time.monotonic() - start
+        self.assertEqual((status, server), ("200", "rs2"))
+        self.assertGreaterEqual(waited, 0.9)  # handoff.timeout is 1 s
+        self.assertRegex(self.h.lab.director_log(),
+                         r"not handed to agent .*: no answer within handoff.timeout; proxying")
+        # Within the next second the agent is not asked again: proxied at once.
+        start = time.monotonic()
+        [[status, _, _, server]] = self.h.get("/two/y")
+        self.assertLess(time.monotonic() - start, 0.9)
+        self.assertEqual((status, server), ("200", "rs2"))
+        silent.kill()
 
     def test_agent_refusing_the_connection_falls_back_to_proxying(self):
         # An agent with another key fails the channel's authentication: nothing is adopted.
