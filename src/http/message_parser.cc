@@ -1,5 +1,7 @@
 #include "http/message_parser.h"
 
+#include <array>
+#include <cstdint>
 #include <cstring>
 
 namespace switchyard::http {
@@ -9,25 +11,41 @@ MessageParser& self(llhttp_t* p) {
   return *static_cast<MessageParser*>(p->data);
 }
 
-bool is_alnum(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+// Byte classes for check_head(), which looks at every byte of every head: one table lookup per
+// byte instead of a search through a set of characters (find_first_of and friends call memchr on
+// the set for each byte, which was 15 % of all the proxy's instructions per small request).
+enum ByteClass : std::uint8_t {
+  kTokenChar = 1,  // tchar (RFC 9110 §5.6.2)
+  kFieldChar = 2,  // field-vchar / SP / HTAB (RFC 9110 §5.5): no control characters but HTAB
+  kHostChar = 4,   // a Host value (RFC 9110 §7.2, RFC 3986 §3.2.2-3): reg-name, IP literal, port
+  kLineEnd = 8,    // CR or LF
+};
+
+constexpr std::array<std::uint8_t, 256> kByteClasses = [] {
+  std::array<std::uint8_t, 256> t{};
+  auto mark = [&t](std::string_view chars, std::uint8_t cls) {
+    for (char c : chars) t[static_cast<unsigned char>(c)] |= cls;
+  };
+  for (int c = 0; c < 256; ++c) {
+    const bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (alnum) t[static_cast<std::size_t>(c)] |= kTokenChar | kHostChar;
+    if (c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f))
+      t[static_cast<std::size_t>(c)] |= kFieldChar;
+  }
+  mark("!#$%&'*+-.^_`|~", kTokenChar);
+  mark("-._~%!$&'()*+,;=:[]", kHostChar);
+  mark("\r\n", kLineEnd);
+  return t;
+}();
 
 bool is_tchar(unsigned char c) {
-  return is_alnum(c) || (c != 0 && std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
-                                       std::string_view::npos);
+  return kByteClasses[c] & kTokenChar;
 }
-
-// field-vchar / SP / HTAB (RFC 9110 §5.5): no control characters but HTAB, no DEL.
 bool is_field_char(unsigned char c) {
-  return c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f);
+  return kByteClasses[c] & kFieldChar;
 }
-
-// Characters of a Host value (RFC 9110 §7.2, RFC 3986 §3.2.2-3): reg-name or IP literal, port.
 bool is_host_char(unsigned char c) {
-  return is_alnum(c) ||
-         (c != 0 && std::string_view("-._~%!$&'()*+,;=:[]").find(static_cast<char>(c)) !=
-                        std::string_view::npos);
+  return kByteClasses[c] & kHostChar;
 }
 
 bool iequals_prefix(std::string_view s, std::string_view prefix) {
@@ -73,8 +91,9 @@ const char* check_head(bool request, std::string_view s) {
   }
   // Next line [i, e) and its CRLF; a lone CR or LF anywhere is an error.
   auto next_line = [&](std::string_view& line) {
-    std::size_t e = s.find_first_of("\r\n", i);
-    if (e == std::string_view::npos || s.substr(e, 2) != "\r\n") return false;
+    std::size_t e = i;
+    while (e < s.size() && !(kByteClasses[static_cast<unsigned char>(s[e])] & kLineEnd)) ++e;
+    if (e + 1 >= s.size() || s[e] != '\r' || s[e + 1] != '\n') return false;
     line = s.substr(i, e - i);
     i = e + 2;
     return true;
