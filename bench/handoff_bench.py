@@ -14,7 +14,8 @@ From the client, one connection downloads 1 GiB of pattern bytes, checksummed, t
 
 For each: the director process's CPU time (utime+stime from /proc/PID/stat, all threads: workers,
 control plane; the XDP program's softirq time is not in it), the bytes on the director's
-interface (rx+tx) and the wall time, median of --rounds. The client and origins are Python, so
+interface (rx+tx), real server 1's agent's CPU time (it relays handed-off connections to its
+local origin; 0 for the other paths) and the wall time, median of --rounds. The client and origins are Python, so
 wall times measure them more than the director.
 
     sudo SWITCHYARD_BIN=build/switchyard python3 bench/handoff_bench.py [--rounds 3] [--gib 1]
@@ -44,12 +45,14 @@ class Bench(unittest.TestCase):
 
 def measure(h: HandoffLab, path: str, target: str, size: int, digest: str) -> dict:
     before_bytes, before_cpu = h.interface_bytes(), h.director_cpu()
+    before_agent = h.agent_cpu("rs1")
     start = time.monotonic()
     [[status, got, sha, _]] = h.get(path, target=target)
     wall = time.monotonic() - start
     if (status, int(got), sha) != ("200", size, digest):
         raise SystemExit(f"{path} via {target}: status {status}, {got} bytes, sha {sha}")
     return {"cpu_ms": (h.director_cpu() - before_cpu) * 1000,
+            "agent_cpu_ms": (h.agent_cpu("rs1") - before_agent) * 1000,
             "iface_bytes": h.interface_bytes() - before_bytes, "wall_s": wall}
 
 
@@ -93,16 +96,18 @@ def main() -> int:
     gib = size / (1 << 30)
     print(f"\n1 transfer of {size} bytes per round, {args.rounds} rounds, medians; "
           f"kernel {os.uname().release}, nproc {os.cpu_count()}")
-    print(f"{'path':<16}{'director CPU ms/GiB':>22}{'director iface MB/GiB':>24}{'wall s/GiB':>12}")
+    print(f"{'path':<16}{'director CPU ms/GiB':>22}{'director iface MB/GiB':>24}"
+          f"{'agent CPU ms/GiB':>19}{'wall s/GiB':>12}")
     summary = {}
     for name in ("handoff", "proxy-splice", "proxy-copy", "tunnel-sockmap", "tunnel-copy"):
         runs = results[name]
         cpu = statistics.median(r["cpu_ms"] for r in runs) / gib
         iface = statistics.median(r["iface_bytes"] for r in runs) / gib / 1e6
         wall = statistics.median(r["wall_s"] for r in runs) / gib
-        summary[name] = {"cpu_ms_per_gib": cpu, "iface_mb_per_gib": iface, "wall_s_per_gib": wall,
-                         "runs": runs}
-        print(f"{name:<16}{cpu:>22.0f}{iface:>24.1f}{wall:>12.2f}")
+        agent = statistics.median(r["agent_cpu_ms"] for r in runs) / gib
+        summary[name] = {"cpu_ms_per_gib": cpu, "iface_mb_per_gib": iface,
+                         "agent_cpu_ms_per_gib": agent, "wall_s_per_gib": wall, "runs": runs}
+        print(f"{name:<16}{cpu:>22.0f}{iface:>24.1f}{agent:>19.0f}{wall:>12.2f}")
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     path = os.path.join(HERE, "results", f"handoff-{stamp}.json")

@@ -127,6 +127,13 @@ def pattern_sha256(n: int) -> str:
     return h.hexdigest()
 
 
+def process_cpu(pid: int) -> float:
+    """utime + stime of a process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class HandoffLab:
     """test_l4's DR lab plus a key, an origin and an agent on rs1 and rs2, and the director."""
 
@@ -230,9 +237,10 @@ class HandoffLab:
         return total
 
     def director_cpu(self) -> float:
-        with open(f"/proc/{self.lab.director.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.lab.director.pid)
+
+    def agent_cpu(self, host: str) -> float:
+        return process_cpu(self.agents[host].pid)
 
 
 class HandoffTest(L4TestCase):
