@@ -83,6 +83,10 @@ struct Splice {
   // Off by default: on kernel 6.18 a socket that joined the sockhash with bytes queued once had
   // a segment redirected twice, and the drain that avoids it is not proven airtight (docs).
   bool sockmap = false;
+  // How tunnels move their bytes when the sockmap engine is off (or refuses a tunnel): splice
+  // (socket -> pipe -> socket, zero-copy, pipes of pipe_size) or copy (through io_uring buffers).
+  enum class TunnelEngine { kSplice, kCopy };
+  TunnelEngine tunnels = TunnelEngine::kSplice;
 };
 
 struct Header {

@@ -46,7 +46,9 @@ constexpr std::string_view kTopLevelKeys[] = {"workers",    "access_log", "limit
                                               "admin",      "l4",         "splice"};
 constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
 // `splice:` (all kernel forwarding paths share this block; see read_splice).
-constexpr std::string_view kSpliceKeys[] = {"bodies", "min_body", "pipe_size", "sockmap"};
+constexpr std::string_view kSpliceKeys[] = {"bodies", "min_body", "pipe_size", "sockmap",
+                                            "tunnels"};
+constexpr std::string_view kTunnelEngines[] = {"splice", "copy"};
 constexpr std::string_view kListenerKeys[] = {"name", "bind", "mode",     "routes",
                                               "pool", "tls",  "websocket"};
 constexpr std::string_view kRequiredListenerKeys[] = {"name", "bind"};
@@ -1197,6 +1199,18 @@ void Loader::read_splice(const Value& v) {
   }
   if (const Value* s = map->get("sockmap")) {
     if (auto on = read_bool(*s)) sp.sockmap = *on;
+  }
+  if (const Value* t = map->get("tunnels")) {
+    if (auto text = read_string(*t)) {
+      if (*text == "splice") {
+        sp.tunnels = Splice::TunnelEngine::kSplice;
+      } else if (*text == "copy") {
+        sp.tunnels = Splice::TunnelEngine::kCopy;
+      } else {
+        error(t->mark, fmt::format("unknown splice.tunnels engine '{}'; expected {}", *text,
+                                   join(kTunnelEngines)));
+      }
+    }
   }
 }
 

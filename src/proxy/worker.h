@@ -111,6 +111,7 @@ struct WorkerCounters {
   core::Counter sockmap_bytes;    // tunnel bytes the kernel redirected (BPF sockmap)
   core::Counter tunnels;          // tunnels started (tcp listeners, WebSocket)
   core::Counter tunnels_sockmap;  // of which forwarded by the sockmap engine
+  core::Counter tunnels_splice;   // of which spliced through pipes (the rest copy)
   core::Gauge tunnels_open;       // tunnels open now
   // Published every tick (see Worker::tick).
   core::Gauge connections;     // client connections open
