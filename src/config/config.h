@@ -200,6 +200,13 @@ struct Route {
   // instead, or answer with this response (a "sorry page"). Without it: 503.
   std::optional<std::string> fallback_pool;
   std::optional<Respond> fallback_respond;
+  // CONNECT requests this route matches are tunnelled to a server of its pool (not to the
+  // request's authority), if the authority's port is one of `connect_ports`. Empty: the route
+  // does not take CONNECT (501).
+  std::vector<std::uint16_t> connect_ports;
+  // The first request routed here fixes the connection: it is forwarded, and from then on the
+  // connection is a tunnel to that server (no more parsing or routing).
+  bool per_connection = false;
   // Position among all routes of the config (tables in name order, then list order), set by the
   // loader: indexes per-route counters (proxy/stats.h).
   std::uint32_t index = 0;

@@ -61,9 +61,10 @@ constexpr std::string_view kTlsCertificateKeys[] = {"cert", "key"};
 constexpr std::string_view kTlsVersions[] = {"TLSv1.2", "TLSv1.3"};
 constexpr std::string_view kVerifyModes[] = {"none", "optional", "required"};
 constexpr std::string_view kRouteKeys[] = {
-    "match",   "pool",   "split",           "redirect",         "respond",
-    "goto",    "sticky", "request_headers", "response_headers", "rewrite",
-    "fallback"};
+    "match",    "pool",    "split",           "redirect",         "respond",
+    "goto",     "sticky",  "request_headers", "response_headers", "rewrite",
+    "fallback", "connect", "per_connection"};
+constexpr std::string_view kConnectKeys[] = {"ports"};
 // The actions of a route, of which it has exactly one, in the order messages list them.
 constexpr std::string_view kRouteActions[] = {"pool", "split", "redirect", "respond", "goto"};
 constexpr std::string_view kRespondKeys[] = {"status", "headers", "body"};
@@ -846,6 +847,8 @@ class Loader {
                                          const L4Service& service, bool vip_ok);
 
   void check_references();
+  void check_tunnel_pools();
+  bool read_route_connect(const Value& v, Route& route);
   void check_reference(const Reference& ref, std::string_view what, std::string_view plural,
                        const std::vector<std::string>& defined);
 
@@ -859,6 +862,12 @@ class Loader {
   std::vector<std::string> defined_pools_;
   std::vector<Reference> table_refs_;
   std::vector<Reference> pool_refs_;
+  struct TunnelPoolRef {
+    std::string pool;
+    SourceMark mark;
+    std::string_view what;
+  };
+  std::vector<TunnelPoolRef> tunnel_pool_refs_;
 
   // `goto` jumps between tables, for cycle detection once every table is read.
   struct GotoEdge {
@@ -1108,6 +1117,7 @@ void Loader::read_top_level(const Value& root) {
   if (const Value* v = top->get("l4")) read_l4(*v);
   if (const Value* v = top->get("admin")) read_admin(*v);
   check_references();
+  check_tunnel_pools();
   // Every route gets its position among all routes: per-route counters are indexed by it.
   std::uint32_t route_index = 0;
   for (auto& [name, table] : config_.routes) {
@@ -1686,6 +1696,26 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
     Split unused;  // still validated when the split itself is wrong
     ok = read_sticky(sticky->value, route.split ? *route.split : unused) && ok;
   }
+  for (std::string_view key : {"connect", "per_connection"}) {
+    const Field* f = map->field(key);
+    if (f == nullptr) continue;
+    if (action && *action != "pool" && *action != "split") {
+      error(f->key_mark, fmt::format("{} is only allowed with pool or split", key));
+      ok = false;
+    }
+    if (key == "connect") {
+      ok = read_route_connect(f->value, route) && ok;
+    } else if (auto on = read_bool(f->value)) {
+      route.per_connection = *on;
+    } else {
+      ok = false;
+    }
+  }
+  if (!route.connect_ports.empty() && route.per_connection) {
+    error(map->field("per_connection")->key_mark,
+          "per_connection and connect exclude each other (a CONNECT is a tunnel already)");
+    ok = false;
+  }
   for (std::string_view key : {"request_headers", "response_headers", "rewrite", "fallback"}) {
     const Field* f = map->field(key);
     if (f == nullptr) continue;
@@ -1707,8 +1737,66 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
       ok = ok && edits.has_value();
     }
   }
+  if (ok && (!route.connect_ports.empty() || route.per_connection)) {
+    // Tunnels carry raw TCP: checked once pools are read (check_tunnel_pools).
+    const Field* f = map->field(route.per_connection ? "per_connection" : "connect");
+    std::string_view what = route.per_connection ? "per_connection" : "connect";
+    if (route.pool) tunnel_pool_refs_.push_back({*route.pool, f->key_mark, what});
+    if (route.split) {
+      for (const auto& target : route.split->pools) {
+        tunnel_pool_refs_.push_back({target.pool, f->key_mark, what});
+      }
+    }
+    if (route.fallback_pool) tunnel_pool_refs_.push_back({*route.fallback_pool, f->key_mark, what});
+  }
   if (!ok) return std::nullopt;
   return route;
+}
+
+// `connect: true` (port 443) or `connect: { ports: [443, 8443] }`; `connect: false` is none.
+bool Loader::read_route_connect(const Value& v, Route& route) {
+  if (!v.node.IsMap()) {
+    auto on = read_bool(v);
+    if (!on) return false;
+    if (*on) route.connect_ports = {443};
+    return true;
+  }
+  auto map = open_map(v, "connect", kConnectKeys);
+  if (!map) return false;
+  bool ok = map->fields.size() == v.node.size();
+  route.connect_ports = {443};
+  if (const Value* p = map->get("ports")) {
+    route.connect_ports.clear();
+    std::vector<Value> items;
+    if (p->node.IsSequence()) {
+      for (const YAML::Node& n : p->node) items.push_back(item_of(n));
+      if (items.empty()) {
+        error(p->mark, "connect.ports needs at least one port");
+        ok = false;
+      }
+    } else {
+      items.push_back(*p);
+    }
+    for (const Value& item : items) {
+      if (auto port = read_int(item, "connect port", 1, 65535)) {
+        route.connect_ports.push_back(static_cast<std::uint16_t>(*port));
+      } else {
+        ok = false;
+      }
+    }
+  }
+  return ok;
+}
+
+// Pools of connect and per_connection routes: a tunnel needs the server's raw TCP socket.
+void Loader::check_tunnel_pools() {
+  for (const TunnelPoolRef& ref : tunnel_pool_refs_) {
+    auto it = config_.pools.find(ref.pool);
+    if (it == config_.pools.end() || !it->second.tls) continue;
+    error(ref.mark, fmt::format("pool '{}' uses tls; a {} route tunnels raw TCP to its servers "
+                                "and needs a pool without tls",
+                                ref.pool, ref.what));
+  }
 }
 
 // Read after the route's action, so that a fallback to the route's own pool can be recognised.

@@ -590,8 +590,8 @@ void Session::on_request_head(std::size_t head_end) {
   // RFC 9112 §3.2: a 1.1 request without Host, or any request with several, is invalid (two
   // Hosts would let routing and the origin disagree about the target).
   if ((hosts == 0 && h.version_minor >= 1) || hosts > 1) return fail(400);
-  // We do not tunnel: CONNECT gets a clear answer instead of a desynchronised connection.
-  if (h.method.in(base) == "CONNECT") return fail(501);
+  // CONNECT is tunnelled only where its route allows it (on_connect_request); else 501.
+  const bool connect = h.method.in(base) == "CONNECT";
   std::uint64_t max_body = cfg().limits.max_body_bytes;
   if (max_body && h.has_content_length && h.content_length > max_body) return fail(413);
 
@@ -612,6 +612,7 @@ void Session::on_request_head(std::size_t head_end) {
   rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_), tls_ != nullptr};
   decision_ = view_->snapshot->rules->decide(table_, view, w_.scratch());
   const config::Route* route = decision_.route;
+  if (connect) return on_connect_request();
   if (!route) return respond_configured(kNoRoute);
   if (route->respond) return respond_configured(*route->respond);
   if (route->redirect) {
@@ -622,6 +623,7 @@ void Session::on_request_head(std::size_t head_end) {
   replayable_ = req_state_ == ReqState::kDone;
   stale_retry_ = false;
   fallback_used_ = false;
+  fixed_ = per_connection_route() ? FixedTunnel::kPerConnection : FixedTunnel::kNone;
   use_pool(decision_.pool);
   start_upstream();
 }
@@ -677,7 +679,8 @@ void Session::handle_request_body(const char* data, std::size_t len, int bid) {
 
 void Session::start_upstream(bool allow_idle) {
   if (!pool_) return fail(503);
-  if (listener_.tcp) allow_idle = false;  // idle connections are HTTP keep-alive ones
+  // Idle connections are HTTP keep-alive ones; a tunnel takes a fresh one.
+  if (listener_.tcp || fixed_ != FixedTunnel::kNone) allow_idle = false;
   if (up_send_.in_flight()) {
     // A send to the previous server is being cancelled and still owns up_send_: go on when its
     // completion arrives (on_upstream_send).
@@ -803,6 +806,10 @@ void Session::on_upstream_connected(int res) {
     pool_->report(up_->server(), upstream::Outcome::kSuccess, w_.now());
     return start_tunnel({}, {});
   }
+  if (fixed_ != FixedTunnel::kNone) {
+    pool_->report(up_->server(), upstream::Outcome::kSuccess, w_.now());
+    return start_fixed_tunnel();  // CONNECT or a per-connection route (session_tunnels.cc)
+  }
   send_request_head();
 }
 
@@ -827,7 +834,8 @@ void Session::upstream_failed(upstream::Outcome outcome) {
   start_upstream();  // next server, or fallback/503 when none is left
 }
 
-void Session::send_request_head() {
+// The request head as it goes to up_'s server, into up_head_ (kept for a retry).
+void Session::build_upstream_head() {
   const http::Head& h = req_.head();
   if (up_head_.empty()) {
     http::RequestForwarding fwd;
@@ -853,6 +861,11 @@ void Session::send_request_head() {
     }
     http::write_upstream_request(in_.get(), h, fwd, up_head_);
   }
+}
+
+void Session::send_request_head() {
+  const http::Head& h = req_.head();
+  build_upstream_head();
   resp_.set_request_was_head(request_is_head_);
   resp_state_ = RespState::kHead;
   rin_len_ = rin_parsed_ = 0;

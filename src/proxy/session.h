@@ -159,6 +159,7 @@ class Session {
   void use_pool(int pool_index);
   void start_upstream(bool allow_idle = true);
   void no_server(bool full);
+  void build_upstream_head();
   void send_request_head();
   void submit_upstream_send();
   bool up_sending() const { return up_send_.in_flight() || up_tls_send_; }
@@ -197,6 +198,16 @@ class Session {
   void start_upgrade();
   void start_tunnel(std::string to_upstream, std::string to_client);
   static void on_tunnel_done(void* self);
+
+  // ---- Tunnels fixed by a request (session_tunnels.cc): CONNECT to a route with `connect`, and
+  // routes with `per_connection`. The route's pool gives a fresh connection; once it is
+  // connected the session answers (CONNECT: 200) or forwards the request head (per-connection)
+  // and hands both sockets to a Tunnel as above.
+  enum class FixedTunnel { kNone, kConnect, kPerConnection };
+  void on_connect_request();
+  bool per_connection_route() const;
+  void start_fixed_tunnel();
+  FixedTunnel fixed_ = FixedTunnel::kNone;
   std::unique_ptr<splice::Tunnel> tunnel_;
   PoolRuntime* tunnel_pool_ = nullptr;
   int tunnel_server_ = -1;

@@ -719,6 +719,227 @@ class WebSocketTest(TunnelTestBase):
         self.assertIsNone(header(seen[0], "upgrade"), seen[0])
 
 
+def echo_handler(conn):
+    """Echoes every byte back until the client's FIN, then ends its side too."""
+    total = 0
+    while True:
+        data = conn.recv(1 << 20)
+        if not data:
+            conn.shutdown(socket.SHUT_WR)
+            return total
+        conn.sendall(data)
+        total += len(data)
+
+
+class Buffered:
+    """Reads heads and bodies off a socket, keeping what was read past them (pipelining)."""
+
+    def __init__(self, sock):
+        self.sock, self.buf = sock, b""
+
+    def _fill(self, deadline):
+        self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"EOF with {self.buf!r} buffered")
+        self.buf += chunk
+
+    def head(self, timeout: float = 10.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.buf:
+            self._fill(deadline)
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        return head
+
+    def exact(self, n: int, timeout: float = 10.0) -> bytes:
+        deadline = time.monotonic() + timeout
+        while len(self.buf) < n:
+            self._fill(deadline)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def response(self) -> tuple[bytes, bytes]:
+        """(head, body) of one Content-Length response."""
+        head = self.head()
+        return head, self.exact(int(header(head, "content-length")))
+
+
+def http_origin(name: str):
+    """A keep-alive HTTP/1.1 origin answering every request (no body) with "<name> <target>"."""
+    def handle(conn):
+        served = []
+        src = Buffered(conn)
+        while True:
+            try:
+                head = src.head(30)
+            except (ConnectionError, OSError):
+                return served
+            target = head.split(b"\r\n", 1)[0].split(b" ")[1].decode()
+            served.append(target)
+            body = f"{name} {target}".encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    return handle
+
+
+class FixedRouteTunnelTest(TunnelTestBase):
+    """CONNECT (routes with `connect`) and per-connection routes: HTTP connections that become
+    tunnels to a server of the route's pool."""
+
+    def http_proxy(self, routes, pools, engine="splice"):
+        d = tempfile.mkdtemp(prefix="switchyard-fixed-")
+        self.addCleanup(shutil.rmtree, d, True)
+        config = proxy_config(pools=pools, routes=routes)
+        config["splice"] = splice_block(engine)
+        config["admin"] = admin_block(d, metrics_bind=f"{LOOPBACK}:0")
+        return self.start_proxy(config)
+
+    def connect_proxy(self, db, app, engine="splice"):
+        return self.http_proxy(
+            routes={"main": [
+                {"match": {"method": "CONNECT", "host": "db.example"},
+                 "connect": {"ports": [443, 5432]}, "pool": "db"},
+                {"pool": "app"}]},
+            pools={"db": {"servers": [db.address]}, "app": {"servers": [app.address]}},
+            engine=engine)
+
+    def test_connect_tunnels_to_the_route_pool(self):
+        size = 8 * MiB
+        for engine in ENGINES:
+            with self.subTest(engine=engine):
+                db = self.server(echo_handler)
+                app = self.server(http_origin("app"))
+                proxy = self.connect_proxy(db, app, engine)
+                baseline = fd_count(proxy.pid)
+                c = self.dial(proxy)
+                # Bytes right behind the CONNECT head (a TLS ClientHello, typically) go too.
+                c.sendall(b"CONNECT db.example:5432 HTTP/1.1\r\nHost: db.example:5432\r\n\r\n"
+                          b"eager")
+                head, rest = read_head(c)
+                self.assertEqual(head, b"HTTP/1.1 200 Connection Established")
+                if len(rest) < 5:
+                    rest += recv_exact(c, 5 - len(rest))
+                self.assertEqual(rest, b"eager")
+                deadline = time.monotonic() + 60
+                sender = threading.Thread(target=lambda: (send_all(c, size, 7, deadline),
+                                                          c.shutdown(socket.SHUT_WR)))
+                sender.start()
+                got = recv_all(c, deadline)
+                sender.join(60)
+                self.assertEqual(got, (size, expected_digest(size, 7)))
+                self.assertEqual(db.wait_results(1, 10), [size + 5])
+                self.assertEqual(app.accepted, 0)
+                log = proxy.wait_access_log(1)
+                self.assertEqual(log[-1]["status"], 200)
+                self.assertEqual(log[-1]["method"], "CONNECT")
+                self.assertEqual(log[-1]["upstream"], db.address)
+                self.assertGreaterEqual(log[-1]["bytes_in"], size)
+                self.assertGreaterEqual(log[-1]["bytes_out"], size)
+                m = metrics(proxy)
+                self.assertEqual(m[f'switchyard_tunnels_total{{engine="{engine}"}}'], 1)
+                if engine == "splice":
+                    self.assertGreaterEqual(engine_bytes(m, "splice"), 2 * size)
+                self.assertFdsBackTo(proxy, baseline + 1)  # + the client socket the test holds
+
+    def test_connect_refusals(self):
+        db = self.server(echo_handler)
+        app = self.server(http_origin("app"))
+        proxy = self.connect_proxy(db, app)
+        cases = [
+            # A port the route does not allow.
+            (b"CONNECT db.example:22 HTTP/1.1\r\nHost: db.example:22\r\n\r\n", b"403"),
+            # Matched by a route without `connect`.
+            (b"CONNECT other.example:443 HTTP/1.1\r\nHost: other.example:443\r\n\r\n", b"501"),
+            # Not host:port.
+            (b"CONNECT db.example HTTP/1.1\r\nHost: db.example\r\n\r\n", b"400"),
+            # A CONNECT with a body.
+            (b"CONNECT db.example:443 HTTP/1.1\r\nHost: db.example:443\r\n"
+             b"Content-Length: 3\r\n\r\nabc", b"400"),
+        ]
+        for request, status in cases:
+            with self.subTest(request=request):
+                c = self.dial(proxy)
+                c.sendall(request)
+                head, _ = read_head(c)
+                self.assertEqual(head.split(b" ")[1], status, head)
+        self.assertEqual(db.accepted, 0)
+        # The listener still serves ordinary requests.
+        c = self.dial(proxy)
+        c.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(Buffered(c).response()[1], b"app /x")
+
+    def test_connect_to_a_dead_server_is_503(self):
+        dead = socket.socket()
+        dead.bind((LOOPBACK, 0))
+        addr = f"{LOOPBACK}:{dead.getsockname()[1]}"
+        dead.close()
+
+        class Dead:
+            address = addr
+        app = self.server(http_origin("app"))
+        proxy = self.connect_proxy(Dead(), app)
+        c = self.dial(proxy)
+        c.sendall(b"CONNECT db.example:443 HTTP/1.1\r\nHost: db.example:443\r\n\r\n")
+        head, _ = read_head(c)
+        self.assertTrue(head.startswith(b"HTTP/1.1 503"), head)
+
+    def test_per_connection_route_keeps_the_connection_on_its_server(self):
+        for engine in ("splice", "copy"):
+            with self.subTest(engine=engine):
+                a = self.server(http_origin("A"))
+                b = self.server(http_origin("B"))
+                proxy = self.http_proxy(
+                    routes={"main": [
+                        {"match": {"path_prefix": "/a/"}, "per_connection": True, "pool": "pa"},
+                        {"pool": "pb"}]},
+                    pools={"pa": {"servers": [a.address]}, "pb": {"servers": [b.address]}},
+                    engine=engine)
+                c = self.dial(proxy)
+                r = Buffered(c)
+                # Before the per-connection route: requests are routed one by one.
+                c.sendall(b"GET /b/0 HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(r.response()[1], b"B /b/0")
+                c.sendall(b"GET /a/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(r.response()[1], b"A /a/1")
+                # From now on the connection is A's, whatever the path says.
+                c.sendall(b"GET /b/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(r.response()[1], b"A /b/2")
+                # Pipelined, unparsed by the proxy: still A.
+                c.sendall(b"GET /b/3 HTTP/1.1\r\nHost: x\r\n\r\n"
+                          b"GET /b/4 HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(r.response()[1], b"A /b/3")
+                self.assertEqual(r.response()[1], b"A /b/4")
+                # A new connection is routed afresh.
+                c2 = self.dial(proxy)
+                c2.sendall(b"GET /b/5 HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertEqual(Buffered(c2).response()[1], b"B /b/5")
+                c2.close()
+                c.shutdown(socket.SHUT_WR)
+                c.settimeout(10)
+                self.assertEqual(r.buf + c.recv(10), b"")  # A saw our FIN and closed: the tunnel ends
+                c.close()
+                self.assertEqual(a.wait_results(1, 10), [["/a/1", "/b/2", "/b/3", "/b/4"]])
+                self.assertEqual(a.accepted, 1)
+                deadline = time.monotonic() + 5
+                while time.monotonic() < deadline:
+                    tunnel_lines = [e for e in proxy.access_log() if e["path"] == "/a/1"]
+                    if tunnel_lines:
+                        break
+                    time.sleep(0.05)
+                self.assertEqual(len(tunnel_lines), 1)
+                line = tunnel_lines[0]
+                self.assertEqual(line["status"], 0)  # the responses were not parsed
+                self.assertEqual(line["upstream"], a.address)
+                # Every request after /a/1 went through the tunnel, and every response came back.
+                requests = b"GET /b/2 HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+                self.assertGreater(line["bytes_in"], len(requests))
+                self.assertGreater(line["bytes_out"], 4 * len(b"HTTP/1.1 200 OK\r\n"))
+                m = metrics(proxy)
+                self.assertEqual(m[f'switchyard_tunnels_total{{engine="{engine}"}}'], 1)
+                if engine == "splice":
+                    # What was not already read with the first request went by splice(2).
+                    self.assertGreater(engine_bytes(m, "splice"), len(requests))
+
+
 class ExampleConfigTest(TunnelTestBase):
     def test_config_tunnels_yaml(self):
         def db_handler(conn):
