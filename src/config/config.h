@@ -352,6 +352,13 @@ struct Listener {
   std::string pool;    // kTcp: every connection goes to a server of this pool, as a tunnel
   std::optional<TlsServer> tls;
   bool websocket = true;  // kHttp: forward Upgrade requests and tunnel after a 101
+  // kTcp: the pool by the server name of the client's TLS ClientHello (`name` lower-case, exact
+  // or "*.suffix"); `pool` when none matches, or the client sends no name or no ClientHello.
+  struct SniRoute {
+    std::string name;
+    std::string pool;
+  };
+  std::vector<SniRoute> sni;
 };
 
 // The admin API (src/proxy/admin/). File paths are as written in the file; the admin server

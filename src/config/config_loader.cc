@@ -49,8 +49,8 @@ constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
 constexpr std::string_view kSpliceKeys[] = {"bodies", "min_body", "pipe_size", "sockmap",
                                             "tunnels"};
 constexpr std::string_view kTunnelEngines[] = {"splice", "copy"};
-constexpr std::string_view kListenerKeys[] = {"name", "bind", "mode",     "routes",
-                                              "pool", "tls",  "websocket"};
+constexpr std::string_view kListenerKeys[] = {"name", "bind", "mode",      "routes",
+                                              "pool", "tls",  "websocket", "sni"};
 constexpr std::string_view kRequiredListenerKeys[] = {"name", "bind"};
 constexpr std::string_view kListenerModes[] = {"http", "tcp"};
 constexpr std::string_view kTlsKeys[] = {
@@ -848,6 +848,8 @@ class Loader {
 
   void check_references();
   void check_tunnel_pools();
+  bool check_tcp_pool(const std::string& pool, const SourceMark& mark);
+  bool read_listener_sni(const Value& v, Listener& listener);
   bool read_route_connect(const Value& v, Route& route);
   void check_reference(const Reference& ref, std::string_view what, std::string_view plural,
                        const std::vector<std::string>& defined);
@@ -1224,6 +1226,73 @@ void Loader::read_splice(const Value& v) {
   }
 }
 
+// A pool a tcp listener sends connections to (its `pool`, or one of its `sni` pools). Pools are
+// read before listeners. A connection carries no request: the pool can hash on the client's
+// address only, and bytes go through untouched (no tls to the servers).
+bool Loader::check_tcp_pool(const std::string& pool, const SourceMark& mark) {
+  auto it = config_.pools.find(pool);
+  if (it == config_.pools.end()) return true;  // reported by check_references
+  const Pool& pl = it->second;
+  using On = HashKey::On;
+  On on = pl.hash.on;
+  if (on == On::kDefault) {
+    const upstream::SchedulerInfo* info = upstream::find_scheduler(pl.scheduler);
+    if (info) on = info->default_key;
+  }
+  if (on == On::kHeader || on == On::kCookie || on == On::kUrl ||
+      pl.persistence.kind == Persistence::Kind::kCookie) {
+    error(mark, fmt::format("pool '{}' hashes or persists on HTTP request data (a "
+                            "header, cookie or URL), which a tcp listener does not "
+                            "have; use source hashing or source persistence",
+                            pool));
+    return false;
+  }
+  if (pl.tls) {
+    error(mark, fmt::format("pool '{}' speaks TLS to its servers; a tcp listener "
+                            "forwards bytes as they are and cannot use it",
+                            pool));
+    return false;
+  }
+  return true;
+}
+
+// `sni: { NAME: POOL, "*.SUFFIX": POOL }`: server names (from the TLS ClientHello) to pools.
+bool Loader::read_listener_sni(const Value& v, Listener& listener) {
+  auto entries = open_named_map(v);
+  if (!entries) return false;
+  bool ok = true;
+  if (entries->fields.empty()) {
+    error(v.mark, "sni needs at least one name: pool entry");
+    return false;
+  }
+  for (const Field& f : entries->fields) {
+    std::string name = lower(f.key);
+    std::string_view host = name;
+    if (host.starts_with("*.")) host.remove_prefix(2);
+    bool valid = !host.empty() && host.size() <= 253 && host.front() != '.' && host.back() != '.';
+    for (char c : host) {
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) {
+        valid = false;
+      }
+    }
+    if (!valid) {
+      error(f.key_mark,
+            fmt::format("invalid sni name '{}'; expected a DNS name or *.suffix", f.key));
+      ok = false;
+      continue;
+    }
+    auto pool = read_name(f.value, "sni pool");
+    if (!pool) {
+      ok = false;
+      continue;
+    }
+    pool_refs_.push_back({*pool, f.value.mark});
+    ok = check_tcp_pool(*pool, f.value.mark) && ok;
+    listener.sni.push_back({std::move(name), std::move(*pool)});
+  }
+  return ok;
+}
+
 void Loader::read_listeners(const Value& v) {
   if (!expect_list(v)) return;
   if (v.node.size() == 0) {
@@ -1320,33 +1389,19 @@ void Loader::read_listener(const Value& v) {
     if (pool) {
       pool_refs_.push_back({*pool, p->mark});
       listener.pool = *pool;
-      // Pools are read before listeners. A connection carries no request: the pool can hash on
-      // the client's address only.
-      auto it = config_.pools.find(*pool);
-      if (it != config_.pools.end()) {
-        const Pool& pl = it->second;
-        using On = HashKey::On;
-        On on = pl.hash.on;
-        if (on == On::kDefault) {
-          const upstream::SchedulerInfo* info = upstream::find_scheduler(pl.scheduler);
-          if (info) on = info->default_key;
-        }
-        if (on == On::kHeader || on == On::kCookie || on == On::kUrl ||
-            pl.persistence.kind == Persistence::Kind::kCookie) {
-          error(p->mark, fmt::format("pool '{}' hashes or persists on HTTP request data (a "
-                                     "header, cookie or URL), which a tcp listener does not "
-                                     "have; use source hashing or source persistence",
-                                     *pool));
-          ok = false;
-        } else if (pl.tls) {
-          error(p->mark, fmt::format("pool '{}' speaks TLS to its servers; a tcp listener "
-                                     "forwards bytes as they are and cannot use it",
-                                     *pool));
-          ok = false;
-        }
-      }
+      ok = check_tcp_pool(*pool, p->mark) && ok;
     }
     ok = ok && pool.has_value();
+  }
+  if (const Value* sni = map->get("sni")) {
+    if (!tcp) {
+      error(sni->mark,
+            "'sni' is only allowed on a listener with mode tcp (a TLS listener "
+            "chooses its certificate by SNI, and its routes can match the Host)");
+      ok = false;
+    } else {
+      ok = read_listener_sni(*sni, listener) && ok;
+    }
   }
   if (const Value* ws = map->get("websocket"); ws && !tcp) {
     if (auto on = read_bool(*ws)) {

@@ -522,6 +522,7 @@ void Session::on_client_recv(int res, std::uint32_t flags) {
 // forwarded from it have been sent: no more is read from the client meanwhile.
 void Session::on_client_data(const char* data, std::size_t n, int bid) {
   bytes_in_ += n;
+  if (listener_.tcp) return on_sni_data(data, n, bid);  // `sni:` (session_tunnels.cc)
   if (resp_state_ == RespState::kLocal) {
     // An answer of ours (e.g. a 408) is already on its way and decides this connection's fate:
     // whatever the client still sends must not start another request.
@@ -804,7 +805,7 @@ void Session::on_upstream_connected(int res) {
   }
   if (listener_.tcp) {
     pool_->report(up_->server(), upstream::Outcome::kSuccess, w_.now());
-    return start_tunnel({}, {});
+    return start_tunnel(take_peeked(), {});  // the ClientHello read for `sni:`, if any
   }
   if (fixed_ != FixedTunnel::kNone) {
     pool_->report(up_->server(), upstream::Outcome::kSuccess, w_.now());
@@ -1652,10 +1653,12 @@ void Session::log_access() {
 // `mode: tcp`: no HTTP at all. The listener's pool picks a server as for a request (scheduler,
 // source persistence, health, max_connections, queue, retries on connect failure); once
 // connected, both sockets become a tunnel.
-void Session::start_tcp() {
+void Session::start_tcp(std::string_view pool) {
   request_start_ = w_.now();
+  // With `sni:`, the pool waits for the client's ClientHello (session_tunnels.cc).
+  if (!listener_.sni.empty() && pool.empty()) return start_sni_peek();
   const auto& pools = cfg().pools;
-  auto it = pools.find(listener_.pool);
+  auto it = pools.find(pool.empty() ? listener_.pool : std::string(pool));
   if (it == pools.end()) return close();  // (the loader checks the reference)
   fallback_used_ = true;                  // a tcp listener has no route, hence no fallback
   use_pool(static_cast<int>(std::distance(pools.begin(), it)));

@@ -192,7 +192,8 @@ class Session {
   // session hands both sockets to a Tunnel and stays alive (counted as a connection, drained and
   // aborted as usual) until the tunnel reports done; the server stays "in use" for the pool's
   // scheduler and max_connections until then.
-  void start_tcp();
+  // `pool` empty: the listener's (or, with `sni:`, the one its ClientHello names).
+  void start_tcp(std::string_view pool = {});
   bool wants_upgrade() const;
   std::string_view upgrade_value(const http::Head& h, const char* base) const;
   void start_upgrade();
@@ -208,6 +209,12 @@ class Session {
   bool per_connection_route() const;
   void start_fixed_tunnel();
   FixedTunnel fixed_ = FixedTunnel::kNone;
+  // `mode: tcp` listeners with `sni:`: the client's first bytes are read into in_ until its
+  // ClientHello shows the server name, which picks the pool; they go to the server first.
+  void start_sni_peek();
+  void on_sni_data(const char* data, std::size_t n, int bid);
+  std::string take_peeked();
+  bool sni_peeking_ = false;
   std::unique_ptr<splice::Tunnel> tunnel_;
   PoolRuntime* tunnel_pool_ = nullptr;
   int tunnel_server_ = -1;

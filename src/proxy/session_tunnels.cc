@@ -10,9 +10,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <string_view>
 
+#include "http/message_parser.h"
 #include "proxy/session.h"
+#include "splice/client_hello.h"
 
 namespace switchyard::proxy {
 namespace {
@@ -35,6 +38,28 @@ unsigned authority_port(std::string_view target) {
     return 0;
   }
   return value;
+}
+
+// The pool of the first exact `sni:` name, else of the longest "*.suffix" the name ends in
+// (with at least one label before it); empty if none.
+std::string_view sni_pool(const std::vector<config::Listener::SniRoute>& routes,
+                          std::string_view name) {
+  std::string_view best;
+  std::size_t best_len = 0;
+  for (const auto& r : routes) {
+    std::string_view pattern = r.name;
+    if (!pattern.starts_with("*.")) {
+      if (http::iequals(pattern, name)) return r.pool;
+      continue;
+    }
+    std::string_view suffix = pattern.substr(1);  // ".example.com"
+    if (name.size() > suffix.size() && suffix.size() > best_len &&
+        http::iequals(name.substr(name.size() - suffix.size()), suffix)) {
+      best = r.pool;
+      best_len = suffix.size();
+    }
+  }
+  return best;
 }
 
 constexpr std::string_view kConnectEstablished = "HTTP/1.1 200 Connection Established\r\n\r\n";
@@ -103,6 +128,51 @@ void Session::start_fixed_tunnel() {
   req_state_ = ReqState::kDone;
   response_started_ = true;
   start_tunnel(std::move(to_upstream), std::move(to_client));
+}
+
+// ---- `mode: tcp` listeners with `sni:`
+
+void Session::start_sni_peek() {
+  sni_peeking_ = true;
+  ensure_buffers();
+  // The ClientHello must come within the header timeout (a client that says nothing is closed).
+  w_.client_header_timeouts.arm(client_timer_, w_.now());
+  read_client();
+}
+
+// Client bytes while peeking: kept in in_ (they go to the server first, untouched) until the
+// ClientHello is complete. No name, no TLS, or a ClientHello larger than the head buffer: the
+// listener's `pool`.
+void Session::on_sni_data(const char* data, std::size_t n, int bid) {
+  // Each receive is at most one ring buffer; peeking stops while that much room is left.
+  const std::size_t limit = head_cap_ - w_.buffers().buffer_size();
+  if (!sni_peeking_ || n > head_cap_ - in_len_) {
+    recycle(bid);
+    return close();  // cannot happen: nothing is read once the pool is chosen
+  }
+  std::memcpy(in_.get() + in_len_, data, n);
+  in_len_ += n;
+  recycle(bid);
+  std::string_view name;
+  auto r = splice::parse_client_hello_sni(in_.get(), in_len_, name);
+  if (r == splice::ClientHelloResult::kNeedMore && in_len_ < limit) return read_client();
+  std::string_view pool;
+  if (r == splice::ClientHelloResult::kFound) pool = sni_pool(listener_.sni, name);
+  spdlog::debug("client {}: sni '{}' -> pool {}", client_, name,
+                pool.empty() ? std::string_view(listener_.pool) : pool);
+  if (pool.empty()) pool = listener_.pool;
+  sni_peeking_ = false;
+  client_timer_.disarm();
+  start_tcp(pool);
+}
+
+// What was read while peeking, for the tunnel to send first (counted by the tunnel then).
+std::string Session::take_peeked() {
+  if (in_len_ == 0) return {};
+  std::string out(in_.get(), in_len_);
+  in_len_ = 0;
+  bytes_in_ = 0;
+  return out;
 }
 
 }  // namespace switchyard::proxy

@@ -89,6 +89,7 @@ struct ListenerRuntime {
   std::shared_ptr<const tls::ServerContext> tls;  // null: plain HTTP
   bool tcp = false;       // `mode: tcp`: connections are tunnelled to `pool` (no HTTP)
   std::string pool;       // tcp: the pool's name
+  std::vector<config::Listener::SniRoute> sni;  // tcp: pools by TLS server name (config.h)
   bool websocket = true;  // http: Upgrade requests are forwarded and tunnelled after a 101
 };
 

@@ -940,6 +940,116 @@ class FixedRouteTunnelTest(TunnelTestBase):
                     self.assertGreater(engine_bytes(m, "splice"), len(requests))
 
 
+def tls_name_handler(ctx_factory, name: str):
+    """A TLS origin (TLS terminated here, not by the proxy): answers "<name> <sni> <bytes>"."""
+    def handle(conn):
+        seen = []
+        ctx = ctx_factory()
+        ctx.sni_callback = lambda sock, server_name, c: seen.append(server_name)
+        tls = ctx.wrap_socket(conn, server_side=True)
+        data = tls.recv(100)
+        sni = seen[0] if seen and seen[0] else "-"  # called with None without SNI
+        tls.sendall(f"{name} {sni} ".encode() + data)
+        tls.close()
+        return sni
+    return handle
+
+
+class SniRoutingTest(TunnelTestBase):
+    """`mode: tcp` listeners with `sni:`: the pool by the ClientHello's server name, TLS passed
+    through untouched to origins that terminate it."""
+
+    @classmethod
+    def setUpClass(cls):
+        import ssl
+        from test_tls import OPENSSL, make_cert
+        if OPENSSL is None:
+            raise unittest.SkipTest("the openssl command is not installed")
+        cls.ssl = ssl
+        cls.dir = tempfile.mkdtemp(prefix="switchyard-sni-")
+        cls.cert = make_cert(cls.dir, "origin", "origin.test", ["a.example", "*.b.example"])
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, True)
+
+    def server_ctx(self):
+        ctx = self.ssl.SSLContext(self.ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*self.cert)
+        return ctx
+
+    def ask(self, proxy, server_hostname):
+        ctx = self.ssl.SSLContext(self.ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = self.ssl.CERT_NONE
+        raw = self.dial(proxy)
+        with ctx.wrap_socket(raw, server_hostname=server_hostname) as tls:
+            tls.sendall(b"ping")
+            out = b""
+            while True:
+                chunk = tls.recv(100)
+                if not chunk:
+                    return out.decode()
+                out += chunk
+
+    def test_pool_by_server_name(self):
+        for engine in ("splice", "copy"):
+            with self.subTest(engine=engine):
+                a = self.server(tls_name_handler(self.server_ctx, "A"))
+                b = self.server(tls_name_handler(self.server_ctx, "B"))
+                d = self.server(tls_name_handler(self.server_ctx, "D"))
+                tmp = tempfile.mkdtemp(prefix="switchyard-sni-")
+                self.addCleanup(shutil.rmtree, tmp, True)
+                config = proxy_config(
+                    pools={"pa": {"servers": [a.address]}, "pb": {"servers": [b.address]},
+                           "pd": {"servers": [d.address]}},
+                    routes={"main": [{"pool": "pd"}]},
+                    listeners=[{"name": "tls", "bind": f"{LOOPBACK}:0", "mode": "tcp",
+                                "pool": "pd",
+                                "sni": {"a.example": "pa", "*.b.example": "pb"}}])
+                config["splice"] = splice_block(engine)
+                config["admin"] = admin_block(tmp, metrics_bind=f"{LOOPBACK}:0")
+                proxy = self.start_proxy(config)
+                self.assertEqual(self.ask(proxy, "a.example"), "A a.example ping")
+                self.assertEqual(self.ask(proxy, "x.b.example"), "B x.b.example ping")
+                self.assertEqual(self.ask(proxy, "deep.x.b.example"), "B deep.x.b.example ping")
+                self.assertEqual(self.ask(proxy, "b.example"), "D b.example ping")  # not *.b
+                self.assertEqual(self.ask(proxy, "c.example"), "D c.example ping")
+                self.assertEqual(self.ask(proxy, None), "D - ping")  # no SNI: the default
+                # Not TLS at all: the default pool gets the bytes as they are.
+                c = self.dial(proxy)
+                c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                c.settimeout(10)
+                try:
+                    c.recv(100)
+                except OSError:
+                    pass
+                deadline = time.monotonic() + 5
+                while d.accepted < 4 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.assertEqual((a.accepted, b.accepted, d.accepted), (1, 2, 4))
+                m = metrics(proxy)
+                self.assertEqual(m[f'switchyard_tunnels_total{{engine="{engine}"}}'], 7)
+
+    def test_silent_client_is_closed_after_the_header_timeout(self):
+        d = self.server(tls_name_handler(self.server_ctx, "D"))
+        config = proxy_config(
+            pools={"pd": {"servers": [d.address]}}, routes={"main": [{"pool": "pd"}]},
+            listeners=[{"name": "tls", "bind": f"{LOOPBACK}:0", "mode": "tcp", "pool": "pd",
+                        "sni": {"a.example": "pd"}}],
+            timeouts={"client_header": "500ms"})
+        proxy = self.start_proxy(config)
+        c = self.dial(proxy)
+        c.settimeout(10)
+        t0 = time.monotonic()
+        try:
+            self.assertEqual(c.recv(10), b"")
+        except ConnectionResetError:
+            pass
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual(d.accepted, 0)
+
+
 class ExampleConfigTest(TunnelTestBase):
     def test_config_tunnels_yaml(self):
         def db_handler(conn):

@@ -530,7 +530,7 @@ admin: {bind: 127.0.0.1:9090, token_file: admin.token, users: x}
 access_log: {enable: true}
 forwarding: {forwarded: true}
 )") == Errors{"test.yaml:2:53: unknown key 'proto' in listener; expected one of: name, bind, mode, "
-              "routes, pool, tls, websocket",
+              "routes, pool, tls, websocket, sni",
               "test.yaml:5:30: unknown key 'header' in respond; did you mean 'headers'?",
               "test.yaml:6:7: unknown key 'name' in route; expected one of: match, pool, split, "
               "redirect, respond, goto, sticky, request_headers, response_headers, rewrite, "

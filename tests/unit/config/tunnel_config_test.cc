@@ -206,3 +206,52 @@ pools:
               "test.yaml:8:9: pool 'secure' uses tls; a connect route tunnels raw TCP to its "
               "servers and needs a pool without tls"});
 }
+
+TEST_CASE("a tcp listener's sni map", "[config][tunnel]") {
+  LoadResult r = load(R"(
+listeners:
+  - name: tls
+    bind: 127.0.0.1:8443
+    mode: tcp
+    pool: other
+    sni: { API.example.com: api, "*.example.com": web }
+pools:
+  api: { servers: [10.0.0.1:443] }
+  web: { servers: [10.0.0.2:443] }
+  other: { servers: [10.0.0.3:443] }
+)");
+  for (const Diagnostic& d : r.diagnostics) INFO(d.to_string());
+  REQUIRE(r.ok());
+  const auto& sni = r.config->listeners.at(0).sni;
+  REQUIRE(sni.size() == 2);
+  CHECK(sni[0].name == "api.example.com");  // names are compared ignoring case
+  CHECK(sni[0].pool == "api");
+  CHECK(sni[1].name == "*.example.com");
+  CHECK(sni[1].pool == "web");
+
+  CHECK(errors_of(R"(
+listeners:
+  - { name: tls, bind: 127.0.0.1:8443, mode: tcp, pool: other, sni: { "a b": api, x.example: apx } }
+pools:
+  api: { servers: [10.0.0.1:443] }
+  other: { servers: [10.0.0.3:443] }
+)") == Errors{"test.yaml:2:71: invalid sni name 'a b'; expected a DNS name or *.suffix",
+              "test.yaml:2:94: unknown pool 'apx'; did you mean 'api'?"});
+  CHECK(errors_of(R"(
+listeners:
+  - { name: web, bind: 127.0.0.1:8080, routes: main, sni: { a.example: app } }
+routes:
+  main: [{ pool: app }]
+pools:
+  app: { servers: [10.0.0.1:80] }
+)") == Errors{"test.yaml:2:59: 'sni' is only allowed on a listener with mode tcp (a TLS listener "
+              "chooses its certificate by SNI, and its routes can match the Host)"});
+  CHECK(errors_of(R"(
+listeners:
+  - { name: tls, bind: 127.0.0.1:8443, mode: tcp, pool: other, sni: { a.example: secure } }
+pools:
+  secure: { servers: [10.0.0.1:443], tls: {} }
+  other: { servers: [10.0.0.3:443] }
+)") == Errors{"test.yaml:2:82: pool 'secure' speaks TLS to its servers; a tcp listener forwards "
+              "bytes as they are and cannot use it"});
+}
