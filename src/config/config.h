@@ -83,6 +83,10 @@ struct Splice {
   // Off by default: on kernel 6.18 a socket that joined the sockhash with bytes queued once had
   // a segment redirected twice, and the drain that avoids it is not proven airtight (docs).
   bool sockmap = false;
+  // How tunnels move their bytes when the sockmap engine is off (or refuses a tunnel): splice
+  // (socket -> pipe -> socket, zero-copy, pipes of pipe_size) or copy (through io_uring buffers).
+  enum class TunnelEngine { kSplice, kCopy };
+  TunnelEngine tunnels = TunnelEngine::kSplice;
 };
 
 struct Header {
@@ -201,6 +205,13 @@ struct Route {
   // instead, or answer with this response (a "sorry page"). Without it: 503.
   std::optional<std::string> fallback_pool;
   std::optional<Respond> fallback_respond;
+  // CONNECT requests this route matches are tunnelled to a server of its pool (not to the
+  // request's authority), if the authority's port is one of `connect_ports`. Empty: the route
+  // does not take CONNECT (501).
+  std::vector<std::uint16_t> connect_ports;
+  // The first request routed here fixes the connection: it is forwarded, and from then on the
+  // connection is a tunnel to that server (no more parsing or routing).
+  bool per_connection = false;
   // Position among all routes of the config (tables in name order, then list order), set by the
   // loader: indexes per-route counters (proxy/stats.h).
   std::uint32_t index = 0;
@@ -348,6 +359,13 @@ struct Listener {
   std::string pool;    // kTcp: every connection goes to a server of this pool, as a tunnel
   std::optional<TlsServer> tls;
   bool websocket = true;  // kHttp: forward Upgrade requests and tunnel after a 101
+  // kTcp: the pool by the server name of the client's TLS ClientHello (`name` lower-case, exact
+  // or "*.suffix"); `pool` when none matches, or the client sends no name or no ClientHello.
+  struct SniRoute {
+    std::string name;
+    std::string pool;
+  };
+  std::vector<SniRoute> sni;
 };
 
 // The admin API (src/proxy/admin/). File paths are as written in the file; the admin server

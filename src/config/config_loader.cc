@@ -48,9 +48,11 @@ constexpr std::string_view kTopLevelKeys[] = {"workers",    "access_log", "limit
 constexpr std::string_view kHandoffKeys[] = {"key_file", "timeout"};
 constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
 // `splice:` (all kernel forwarding paths share this block; see read_splice).
-constexpr std::string_view kSpliceKeys[] = {"bodies", "min_body", "pipe_size", "sockmap"};
-constexpr std::string_view kListenerKeys[] = {"name", "bind", "mode",     "routes",
-                                              "pool", "tls",  "websocket"};
+constexpr std::string_view kSpliceKeys[] = {"bodies", "min_body", "pipe_size", "sockmap",
+                                            "tunnels"};
+constexpr std::string_view kTunnelEngines[] = {"splice", "copy"};
+constexpr std::string_view kListenerKeys[] = {"name", "bind", "mode",      "routes",
+                                              "pool", "tls",  "websocket", "sni"};
 constexpr std::string_view kRequiredListenerKeys[] = {"name", "bind"};
 constexpr std::string_view kListenerModes[] = {"http", "tcp"};
 constexpr std::string_view kTlsKeys[] = {
@@ -61,9 +63,10 @@ constexpr std::string_view kTlsCertificateKeys[] = {"cert", "key"};
 constexpr std::string_view kTlsVersions[] = {"TLSv1.2", "TLSv1.3"};
 constexpr std::string_view kVerifyModes[] = {"none", "optional", "required"};
 constexpr std::string_view kRouteKeys[] = {
-    "match",   "pool",   "split",           "redirect",         "respond",
-    "goto",    "sticky", "request_headers", "response_headers", "rewrite",
-    "fallback", "handoff"};
+    "match",    "pool",    "split",           "redirect",         "respond",
+    "goto",     "sticky",  "request_headers", "response_headers", "rewrite",
+    "fallback", "handoff", "connect",         "per_connection"};
+constexpr std::string_view kConnectKeys[] = {"ports"};
 // The actions of a route, of which it has exactly one, in the order messages list them.
 constexpr std::string_view kRouteActions[] = {"pool", "split", "redirect", "respond", "goto"};
 constexpr std::string_view kRespondKeys[] = {"status", "headers", "body"};
@@ -849,6 +852,10 @@ class Loader {
   void read_handoff(const Value& v);
   // Routes marked `handoff` need the `handoff:` section and an agent on every server of their pool.
   void check_handoff_routes();
+  void check_tunnel_pools();
+  bool check_tcp_pool(const std::string& pool, const SourceMark& mark);
+  bool read_listener_sni(const Value& v, Listener& listener);
+  bool read_route_connect(const Value& v, Route& route);
   void check_reference(const Reference& ref, std::string_view what, std::string_view plural,
                        const std::vector<std::string>& defined);
 
@@ -862,6 +869,12 @@ class Loader {
   std::vector<std::string> defined_pools_;
   std::vector<Reference> table_refs_;
   std::vector<Reference> pool_refs_;
+  struct TunnelPoolRef {
+    std::string pool;
+    SourceMark mark;
+    std::string_view what;
+  };
+  std::vector<TunnelPoolRef> tunnel_pool_refs_;
 
   // `goto` jumps between tables, for cycle detection once every table is read.
   struct GotoEdge {
@@ -1113,6 +1126,7 @@ void Loader::read_top_level(const Value& root) {
   if (const Value* v = top->get("handoff")) read_handoff(*v);
   check_references();
   check_handoff_routes();
+  check_tunnel_pools();
   // Every route gets its position among all routes: per-route counters are indexed by it.
   std::uint32_t route_index = 0;
   for (auto& [name, table] : config_.routes) {
@@ -1205,6 +1219,85 @@ void Loader::read_splice(const Value& v) {
   if (const Value* s = map->get("sockmap")) {
     if (auto on = read_bool(*s)) sp.sockmap = *on;
   }
+  if (const Value* t = map->get("tunnels")) {
+    if (auto text = read_string(*t)) {
+      if (*text == "splice") {
+        sp.tunnels = Splice::TunnelEngine::kSplice;
+      } else if (*text == "copy") {
+        sp.tunnels = Splice::TunnelEngine::kCopy;
+      } else {
+        error(t->mark, fmt::format("unknown splice.tunnels engine '{}'; expected {}", *text,
+                                   join(kTunnelEngines)));
+      }
+    }
+  }
+}
+
+// A pool a tcp listener sends connections to (its `pool`, or one of its `sni` pools). Pools are
+// read before listeners. A connection carries no request: the pool can hash on the client's
+// address only, and bytes go through untouched (no tls to the servers).
+bool Loader::check_tcp_pool(const std::string& pool, const SourceMark& mark) {
+  auto it = config_.pools.find(pool);
+  if (it == config_.pools.end()) return true;  // reported by check_references
+  const Pool& pl = it->second;
+  using On = HashKey::On;
+  On on = pl.hash.on;
+  if (on == On::kDefault) {
+    const upstream::SchedulerInfo* info = upstream::find_scheduler(pl.scheduler);
+    if (info) on = info->default_key;
+  }
+  if (on == On::kHeader || on == On::kCookie || on == On::kUrl ||
+      pl.persistence.kind == Persistence::Kind::kCookie) {
+    error(mark, fmt::format("pool '{}' hashes or persists on HTTP request data (a "
+                            "header, cookie or URL), which a tcp listener does not "
+                            "have; use source hashing or source persistence",
+                            pool));
+    return false;
+  }
+  if (pl.tls) {
+    error(mark, fmt::format("pool '{}' speaks TLS to its servers; a tcp listener "
+                            "forwards bytes as they are and cannot use it",
+                            pool));
+    return false;
+  }
+  return true;
+}
+
+// `sni: { NAME: POOL, "*.SUFFIX": POOL }`: server names (from the TLS ClientHello) to pools.
+bool Loader::read_listener_sni(const Value& v, Listener& listener) {
+  auto entries = open_named_map(v);
+  if (!entries) return false;
+  bool ok = true;
+  if (entries->fields.empty()) {
+    error(v.mark, "sni needs at least one name: pool entry");
+    return false;
+  }
+  for (const Field& f : entries->fields) {
+    std::string name = lower(f.key);
+    std::string_view host = name;
+    if (host.starts_with("*.")) host.remove_prefix(2);
+    bool valid = !host.empty() && host.size() <= 253 && host.front() != '.' && host.back() != '.';
+    for (char c : host) {
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.')) {
+        valid = false;
+      }
+    }
+    if (!valid) {
+      error(f.key_mark,
+            fmt::format("invalid sni name '{}'; expected a DNS name or *.suffix", f.key));
+      ok = false;
+      continue;
+    }
+    auto pool = read_name(f.value, "sni pool");
+    if (!pool) {
+      ok = false;
+      continue;
+    }
+    pool_refs_.push_back({*pool, f.value.mark});
+    ok = check_tcp_pool(*pool, f.value.mark) && ok;
+    listener.sni.push_back({std::move(name), std::move(*pool)});
+  }
+  return ok;
 }
 
 void Loader::read_listeners(const Value& v) {
@@ -1303,33 +1396,19 @@ void Loader::read_listener(const Value& v) {
     if (pool) {
       pool_refs_.push_back({*pool, p->mark});
       listener.pool = *pool;
-      // Pools are read before listeners. A connection carries no request: the pool can hash on
-      // the client's address only.
-      auto it = config_.pools.find(*pool);
-      if (it != config_.pools.end()) {
-        const Pool& pl = it->second;
-        using On = HashKey::On;
-        On on = pl.hash.on;
-        if (on == On::kDefault) {
-          const upstream::SchedulerInfo* info = upstream::find_scheduler(pl.scheduler);
-          if (info) on = info->default_key;
-        }
-        if (on == On::kHeader || on == On::kCookie || on == On::kUrl ||
-            pl.persistence.kind == Persistence::Kind::kCookie) {
-          error(p->mark, fmt::format("pool '{}' hashes or persists on HTTP request data (a "
-                                     "header, cookie or URL), which a tcp listener does not "
-                                     "have; use source hashing or source persistence",
-                                     *pool));
-          ok = false;
-        } else if (pl.tls) {
-          error(p->mark, fmt::format("pool '{}' speaks TLS to its servers; a tcp listener "
-                                     "forwards bytes as they are and cannot use it",
-                                     *pool));
-          ok = false;
-        }
-      }
+      ok = check_tcp_pool(*pool, p->mark) && ok;
     }
     ok = ok && pool.has_value();
+  }
+  if (const Value* sni = map->get("sni")) {
+    if (!tcp) {
+      error(sni->mark,
+            "'sni' is only allowed on a listener with mode tcp (a TLS listener "
+            "chooses its certificate by SNI, and its routes can match the Host)");
+      ok = false;
+    } else {
+      ok = read_listener_sni(*sni, listener) && ok;
+    }
   }
   if (const Value* ws = map->get("websocket"); ws && !tcp) {
     if (auto on = read_bool(*ws)) {
@@ -1689,6 +1768,26 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
     route.handoff_mark = h->key_mark;
     ok = ok && on.has_value();
   }
+  for (std::string_view key : {"connect", "per_connection"}) {
+    const Field* f = map->field(key);
+    if (f == nullptr) continue;
+    if (action && *action != "pool" && *action != "split") {
+      error(f->key_mark, fmt::format("{} is only allowed with pool or split", key));
+      ok = false;
+    }
+    if (key == "connect") {
+      ok = read_route_connect(f->value, route) && ok;
+    } else if (auto on = read_bool(f->value)) {
+      route.per_connection = *on;
+    } else {
+      ok = false;
+    }
+  }
+  if (!route.connect_ports.empty() && route.per_connection) {
+    error(map->field("per_connection")->key_mark,
+          "per_connection and connect exclude each other (a CONNECT is a tunnel already)");
+    ok = false;
+  }
   for (std::string_view key : {"request_headers", "response_headers", "rewrite", "fallback"}) {
     const Field* f = map->field(key);
     if (f == nullptr) continue;
@@ -1710,8 +1809,66 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
       ok = ok && edits.has_value();
     }
   }
+  if (ok && (!route.connect_ports.empty() || route.per_connection)) {
+    // Tunnels carry raw TCP: checked once pools are read (check_tunnel_pools).
+    const Field* f = map->field(route.per_connection ? "per_connection" : "connect");
+    std::string_view what = route.per_connection ? "per_connection" : "connect";
+    if (route.pool) tunnel_pool_refs_.push_back({*route.pool, f->key_mark, what});
+    if (route.split) {
+      for (const auto& target : route.split->pools) {
+        tunnel_pool_refs_.push_back({target.pool, f->key_mark, what});
+      }
+    }
+    if (route.fallback_pool) tunnel_pool_refs_.push_back({*route.fallback_pool, f->key_mark, what});
+  }
   if (!ok) return std::nullopt;
   return route;
+}
+
+// `connect: true` (port 443) or `connect: { ports: [443, 8443] }`; `connect: false` is none.
+bool Loader::read_route_connect(const Value& v, Route& route) {
+  if (!v.node.IsMap()) {
+    auto on = read_bool(v);
+    if (!on) return false;
+    if (*on) route.connect_ports = {443};
+    return true;
+  }
+  auto map = open_map(v, "connect", kConnectKeys);
+  if (!map) return false;
+  bool ok = map->fields.size() == v.node.size();
+  route.connect_ports = {443};
+  if (const Value* p = map->get("ports")) {
+    route.connect_ports.clear();
+    std::vector<Value> items;
+    if (p->node.IsSequence()) {
+      for (const YAML::Node& n : p->node) items.push_back(item_of(n));
+      if (items.empty()) {
+        error(p->mark, "connect.ports needs at least one port");
+        ok = false;
+      }
+    } else {
+      items.push_back(*p);
+    }
+    for (const Value& item : items) {
+      if (auto port = read_int(item, "connect port", 1, 65535)) {
+        route.connect_ports.push_back(static_cast<std::uint16_t>(*port));
+      } else {
+        ok = false;
+      }
+    }
+  }
+  return ok;
+}
+
+// Pools of connect and per_connection routes: a tunnel needs the server's raw TCP socket.
+void Loader::check_tunnel_pools() {
+  for (const TunnelPoolRef& ref : tunnel_pool_refs_) {
+    auto it = config_.pools.find(ref.pool);
+    if (it == config_.pools.end() || !it->second.tls) continue;
+    error(ref.mark, fmt::format("pool '{}' uses tls; a {} route tunnels raw TCP to its servers "
+                                "and needs a pool without tls",
+                                ref.pool, ref.what));
+  }
 }
 
 // Read after the route's action, so that a fallback to the route's own pool can be recognised.

@@ -60,7 +60,7 @@ const char* check_target(std::string_view method, std::string_view target) {
   if (target.find('#') != std::string_view::npos) return "fragment in the request-target";
   if (target.front() == '/') return nullptr;
   if (target == "*") return method == "OPTIONS" ? nullptr : "asterisk-form target without OPTIONS";
-  if (method == "CONNECT") return nullptr;  // authority-form; CONNECT itself is refused (501)
+  if (method == "CONNECT") return nullptr;  // authority-form; the session checks host:port
   std::string_view rest;
   if (iequals_prefix(target, "http://")) {
     rest = target.substr(7);
@@ -397,9 +397,10 @@ int MessageParser::on_headers_complete(llhttp_t* p) {
     }
   } else {
     h.no_body = !h.chunked && h.content_length == 0;
-    // We never tunnel (CONNECT is refused, Upgrade is stripped), so a request's body is always
-    // framed by its headers. Left set, llhttp would ignore a CONNECT's Content-Length (desyncing
-    // the upstream connection) and stop after an Upgrade request.
+    // A request's body is always framed by its headers: a tunnel (CONNECT, Upgrade) starts only
+    // after the request message has ended, and a CONNECT with a body is refused. Left set, llhttp
+    // would ignore a CONNECT's Content-Length (desyncing the upstream connection) and stop after an
+    // Upgrade request.
     p->upgrade = 0;
   }
   if (m.check_framing() != 0) return -1;

@@ -169,6 +169,9 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
   // Tunnels (tcp listeners, WebSocket): the kernel forwards their bytes through a BPF sockhash
   // when it can; said once here, whichever engine it is.
   std::shared_ptr<const splice::SockmapEngine> sockmap;
+  const char* fallback = config->splice.tunnels == config::Splice::TunnelEngine::kSplice
+                             ? "tunnels splice through pipes (splice.tunnels: splice)"
+                             : "tunnels copy through userspace (splice.tunnels: copy)";
   if (config->splice.sockmap) {
     std::string err;
     sockmap = splice::SockmapEngine::load(err);
@@ -178,10 +181,10 @@ int run_server(std::shared_ptr<const Snapshot> snapshot, const std::string& conf
                    "under back-pressure once received a segment twice (docs/configuration.md, "
                    "\"Tunnels\")");
     } else {
-      spdlog::warn("tunnels: sockmap unavailable ({}); tunnels copy through userspace", err);
+      spdlog::warn("tunnels: sockmap unavailable ({}); {}", err, fallback);
     }
   } else {
-    spdlog::info("tunnels: splice.sockmap is false; tunnels copy through userspace");
+    spdlog::info("tunnels: splice.sockmap is false; {}", fallback);
   }
   // TCP handoff: the workers steer handed-off flows through the L4 director's table.
   auto steering = std::make_shared<SteeringSlot>();

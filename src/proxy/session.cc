@@ -536,6 +536,7 @@ void Session::on_client_recv(int res, std::uint32_t flags) {
 // forwarded from it have been sent: no more is read from the client meanwhile.
 void Session::on_client_data(const char* data, std::size_t n, int bid) {
   bytes_in_ += n;
+  if (listener_.tcp) return on_sni_data(data, n, bid);  // `sni:` (session_tunnels.cc)
   if (resp_state_ == RespState::kLocal) {
     // An answer of ours (e.g. a 408) is already on its way and decides this connection's fate:
     // whatever the client still sends must not start another request.
@@ -604,8 +605,8 @@ void Session::on_request_head(std::size_t head_end) {
   // RFC 9112 §3.2: a 1.1 request without Host, or any request with several, is invalid (two
   // Hosts would let routing and the origin disagree about the target).
   if ((hosts == 0 && h.version_minor >= 1) || hosts > 1) return fail(400);
-  // We do not tunnel: CONNECT gets a clear answer instead of a desynchronised connection.
-  if (h.method.in(base) == "CONNECT") return fail(501);
+  // CONNECT is tunnelled only where its route allows it (on_connect_request); else 501.
+  const bool connect = h.method.in(base) == "CONNECT";
   std::uint64_t max_body = cfg().limits.max_body_bytes;
   if (max_body && h.has_content_length && h.content_length > max_body) return fail(413);
 
@@ -626,6 +627,7 @@ void Session::on_request_head(std::size_t head_end) {
   rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_), tls_ != nullptr};
   decision_ = view_->snapshot->rules->decide(table_, view, w_.scratch());
   const config::Route* route = decision_.route;
+  if (connect) return on_connect_request();
   if (!route) return respond_configured(kNoRoute);
   if (route->respond) return respond_configured(*route->respond);
   if (route->redirect) {
@@ -636,6 +638,7 @@ void Session::on_request_head(std::size_t head_end) {
   replayable_ = req_state_ == ReqState::kDone;
   stale_retry_ = false;
   fallback_used_ = false;
+  fixed_ = per_connection_route() ? FixedTunnel::kPerConnection : FixedTunnel::kNone;
   use_pool(decision_.pool);
   if (route->handoff && try_handoff()) return;
   start_upstream();
@@ -692,7 +695,8 @@ void Session::handle_request_body(const char* data, std::size_t len, int bid) {
 
 void Session::start_upstream(bool allow_idle) {
   if (!pool_) return fail(503);
-  if (listener_.tcp) allow_idle = false;  // idle connections are HTTP keep-alive ones
+  // Idle connections are HTTP keep-alive ones; a tunnel takes a fresh one.
+  if (listener_.tcp || fixed_ != FixedTunnel::kNone) allow_idle = false;
   if (up_send_.in_flight()) {
     // A send to the previous server is being cancelled and still owns up_send_: go on when its
     // completion arrives (on_upstream_send).
@@ -820,7 +824,11 @@ void Session::on_upstream_connected(int res) {
   }
   if (listener_.tcp) {
     pool_->report(up_->server(), upstream::Outcome::kSuccess, w_.now());
-    return start_tunnel({}, {});
+    return start_tunnel(take_peeked(), {});  // the ClientHello read for `sni:`, if any
+  }
+  if (fixed_ != FixedTunnel::kNone) {
+    pool_->report(up_->server(), upstream::Outcome::kSuccess, w_.now());
+    return start_fixed_tunnel();  // CONNECT or a per-connection route (session_tunnels.cc)
   }
   send_request_head();
 }
@@ -846,7 +854,8 @@ void Session::upstream_failed(upstream::Outcome outcome) {
   start_upstream();  // next server, or fallback/503 when none is left
 }
 
-void Session::send_request_head() {
+// The request head as it goes to up_'s server, into up_head_ (kept for a retry).
+void Session::build_upstream_head() {
   const http::Head& h = req_.head();
   if (up_head_.empty()) {
     http::RequestForwarding fwd;
@@ -872,6 +881,11 @@ void Session::send_request_head() {
     }
     http::write_upstream_request(in_.get(), h, fwd, up_head_);
   }
+}
+
+void Session::send_request_head() {
+  const http::Head& h = req_.head();
+  build_upstream_head();
   resp_.set_request_was_head(request_is_head_);
   resp_state_ = RespState::kHead;
   rin_len_ = rin_parsed_ = 0;
@@ -1661,10 +1675,12 @@ void Session::log_access() {
 // `mode: tcp`: no HTTP at all. The listener's pool picks a server as for a request (scheduler,
 // source persistence, health, max_connections, queue, retries on connect failure); once
 // connected, both sockets become a tunnel.
-void Session::start_tcp() {
+void Session::start_tcp(std::string_view pool) {
   request_start_ = w_.now();
+  // With `sni:`, the pool waits for the client's ClientHello (session_tunnels.cc).
+  if (!listener_.sni.empty() && pool.empty()) return start_sni_peek();
   const auto& pools = cfg().pools;
-  auto it = pools.find(listener_.pool);
+  auto it = pools.find(pool.empty() ? listener_.pool : std::string(pool));
   if (it == pools.end()) return close();  // (the loader checks the reference)
   fallback_used_ = true;                  // a tcp listener has no route, hence no fallback
   use_pool(static_cast<int>(std::distance(pools.begin(), it)));

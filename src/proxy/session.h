@@ -160,6 +160,7 @@ class Session {
   void start_upstream(bool allow_idle = true);
   upstream::Balancer::Pick pick_server();
   void no_server(bool full);
+  void build_upstream_head();
   void send_request_head();
   void submit_upstream_send();
   bool up_sending() const { return up_send_.in_flight() || up_tls_send_; }
@@ -192,12 +193,29 @@ class Session {
   // session hands both sockets to a Tunnel and stays alive (counted as a connection, drained and
   // aborted as usual) until the tunnel reports done; the server stays "in use" for the pool's
   // scheduler and max_connections until then.
-  void start_tcp();
+  // `pool` empty: the listener's (or, with `sni:`, the one its ClientHello names).
+  void start_tcp(std::string_view pool = {});
   bool wants_upgrade() const;
   std::string_view upgrade_value(const http::Head& h, const char* base) const;
   void start_upgrade();
   void start_tunnel(std::string to_upstream, std::string to_client);
   static void on_tunnel_done(void* self);
+
+  // ---- Tunnels fixed by a request (session_tunnels.cc): CONNECT to a route with `connect`, and
+  // routes with `per_connection`. The route's pool gives a fresh connection; once it is
+  // connected the session answers (CONNECT: 200) or forwards the request head (per-connection)
+  // and hands both sockets to a Tunnel as above.
+  enum class FixedTunnel { kNone, kConnect, kPerConnection };
+  void on_connect_request();
+  bool per_connection_route() const;
+  void start_fixed_tunnel();
+  FixedTunnel fixed_ = FixedTunnel::kNone;
+  // `mode: tcp` listeners with `sni:`: the client's first bytes are read into in_ until its
+  // ClientHello shows the server name, which picks the pool; they go to the server first.
+  void start_sni_peek();
+  void on_sni_data(const char* data, std::size_t n, int bid);
+  std::string take_peeked();
+  bool sni_peeking_ = false;
   std::unique_ptr<splice::Tunnel> tunnel_;
   PoolRuntime* tunnel_pool_ = nullptr;
   int tunnel_server_ = -1;

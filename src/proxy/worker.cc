@@ -298,6 +298,7 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
           cur->tls = tls;
           cur->tcp = l.mode == config::Listener::Mode::kTcp;
           cur->pool = l.pool;
+          cur->sni = l.sni;
           cur->websocket = l.websocket;
           cur->stats = &snapshot->stats->listeners[i]->at(static_cast<unsigned>(id_));
           next.push_back(std::move(cur));
@@ -311,6 +312,7 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
     rt->tls = std::move(tls);
     rt->tcp = l.mode == config::Listener::Mode::kTcp;
     rt->pool = l.pool;
+    rt->sni = l.sni;
     rt->websocket = l.websocket;
     rt->stats = &snapshot->stats->listeners[i]->at(static_cast<unsigned>(id_));
     rt->fd = fd;

@@ -97,6 +97,7 @@ struct ListenerRuntime {
   std::shared_ptr<const tls::ServerContext> tls;  // null: plain HTTP
   bool tcp = false;       // `mode: tcp`: connections are tunnelled to `pool` (no HTTP)
   std::string pool;       // tcp: the pool's name
+  std::vector<config::Listener::SniRoute> sni;  // tcp: pools by TLS server name (config.h)
   bool websocket = true;  // http: Upgrade requests are forwarded and tunnelled after a 101
 };
 
@@ -119,6 +120,7 @@ struct WorkerCounters {
   core::Counter sockmap_bytes;    // tunnel bytes the kernel redirected (BPF sockmap)
   core::Counter tunnels;          // tunnels started (tcp listeners, WebSocket)
   core::Counter tunnels_sockmap;  // of which forwarded by the sockmap engine
+  core::Counter tunnels_splice;   // of which spliced through pipes (the rest copy)
   core::Gauge tunnels_open;       // tunnels open now
   core::Counter handoffs;           // connections handed to a real server's agent (TCP handoff)
   core::Counter handoff_fallbacks;  // handoffs that failed: the request was proxied instead

@@ -16,6 +16,13 @@ void BodyPump::start(int src, int dst, const Pipe& pipe, std::uint64_t length) {
   to_read_ = length;
   in_pipe_ = 0;
   error_ = 0;
+  stream_ = false;
+  ended_ = false;
+}
+
+void BodyPump::start_stream(int src, int dst, const Pipe& pipe) {
+  start(src, dst, pipe, UINT64_MAX);
+  stream_ = true;
 }
 
 BodyPump::Result BodyPump::run(std::uint64_t& moved, std::size_t budget) {
@@ -36,7 +43,10 @@ BodyPump::Result BodyPump::run(std::uint64_t& moved, std::size_t budget) {
         in_pipe_ += static_cast<std::size_t>(n);
         if (static_cast<std::size_t>(n) < want) source_dry = true;
       } else if (n == 0) {
-        return Result::kSourceClosed;
+        if (!stream_) return Result::kSourceClosed;
+        // The stream ended: what is left in the pipe still goes out, then kDone.
+        ended_ = true;
+        to_read_ = 0;
       } else if (errno == EAGAIN) {
         // Nothing to read, or the pipe's slots are full of small fragments (then in_pipe_ > 0).
         source_dry = true;

@@ -27,16 +27,20 @@ namespace switchyard::splice {
 class BodyPump {
  public:
   enum class Result {
-    kDone,          // every byte of the body has been written to the destination
+    kDone,          // every byte of the body has been written to the destination (a stream:
+                    // the source ended and every byte it sent has been written)
     kWantRead,      // the source has nothing more now: wait until it is readable (pipe empty)
     kWantWrite,     // the destination is full: wait until it is writable (pipe holds bytes)
-    kSourceClosed,  // the source ended (EOF) before the body did
+    kSourceClosed,  // the source ended (EOF) before the body did (never for a stream)
     kSourceError,   // reading failed (error()); e.g. ECONNRESET
     kSinkError,     // writing failed (error()); e.g. EPIPE, ECONNRESET
   };
 
   // Moves `length` bytes from `src` to `dst` through `pipe` (empty; must outlive the pump's use).
   void start(int src, int dst, const Pipe& pipe, std::uint64_t length);
+  // A stream of unknown length (a tunnel direction): moves bytes until the source ends (EOF),
+  // then drains the pipe; kDone once both happened. Same pipe and socket rules as start().
+  void start_stream(int src, int dst, const Pipe& pipe);
 
   // Splices until it has to wait, the body is done, something fails, or about `budget` bytes
   // have moved this call (fairness towards the worker's other connections: then kWantRead or
@@ -50,6 +54,8 @@ class BodyPump {
   std::uint64_t left() const { return to_read_ + in_pipe_; }
   // System calls made so far (for tests and the benchmark note).
   std::uint64_t calls() const { return calls_; }
+  // A stream whose source has ended (its remaining bytes may still be in the pipe).
+  bool source_ended() const { return ended_; }
 
  private:
   int src_ = -1;
@@ -61,6 +67,8 @@ class BodyPump {
   std::size_t in_pipe_ = 0;
   int error_ = 0;
   std::uint64_t calls_ = 0;
+  bool stream_ = false;
+  bool ended_ = false;
 };
 
 }  // namespace switchyard::splice

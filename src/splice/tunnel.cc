@@ -1,5 +1,6 @@
 #include "splice/tunnel.h"
 
+#include <fcntl.h>
 #include <linux/sockios.h>
 #include <linux/tcp.h>  // struct tcp_info with tcpi_bytes_acked (glibc's lacks it)
 #include <poll.h>
@@ -133,11 +134,98 @@ void Tunnel::begin() {
       // Did a segment race the second insertion (see SockmapEngine::add)? Look on the next tick.
       w_.timeouts_for(std::chrono::milliseconds(1)).arm(check_timer_, w_.now());
     } else {
-      // Map full or the kernel refused these sockets: this tunnel copies.
-      spdlog::debug("tunnel: sockmap not used ({}); copying", err);
+      // Map full or the kernel refused these sockets: this tunnel splices or copies.
+      spdlog::debug("tunnel: sockmap not used ({})", err);
     }
   }
+  if (!in_map_ && w_.config().splice.tunnels == config::Splice::TunnelEngine::kSplice &&
+      start_splice()) {
+    return;
+  }
   for (Dir& d : dirs_) arm_recv(d);
+}
+
+namespace {
+
+bool set_nonblocking(int fd) {
+  int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return false;
+  return (flags & O_NONBLOCK) || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
+}
+
+}  // namespace
+
+// The splice engine: a pipe per direction, each pumped until its source ends. False (nothing
+// changed but the sockets' O_NONBLOCK, which io_uring does not mind) when no pipe can be had:
+// the tunnel copies then.
+bool Tunnel::start_splice() {
+  // A socket splice honours the file's O_NONBLOCK, not SPLICE_F_NONBLOCK (body_pump.h).
+  if (!set_nonblocking(fds_[0]) || !set_nonblocking(fds_[1])) return false;
+  PipePool& pool = w_.pipes();
+  pool.set_size(w_.config().splice.pipe_size);
+  for (Dir& d : dirs_) {
+    int err = 0;
+    d.pipe = pool.acquire(err);
+    if (err != 0) {
+      spdlog::debug("tunnel: no pipe ({}); copying", std::strerror(-err));
+      for (Dir& e : dirs_) release_pipe(e);
+      return false;
+    }
+  }
+  if (pool.take_size_refused()) {
+    spdlog::warn("splice: the kernel refused {}-byte pipes (pipe-max-size); using {}-byte pipes",
+                 w_.config().splice.pipe_size, dirs_[0].pipe.capacity());
+  }
+  engine_ = Engine::kSplice;
+  ++w_.counters().tunnels_splice;
+  for (Dir& d : dirs_) d.pump.start_stream(d.src, d.dst, d.pipe);
+  for (Dir& d : dirs_) {
+    if (closing_) break;
+    run_pump(d);
+  }
+  return true;
+}
+
+void Tunnel::release_pipe(Dir& d) {
+  // A pipe still holding bytes (the tunnel ended halfway) is closed, not reused.
+  if (d.pipe.valid()) w_.pipes().release(std::move(d.pipe), d.pump.in_pipe() == 0);
+}
+
+// Splices d's bytes until it has to wait, then polls for the readiness it needs.
+void Tunnel::run_pump(Dir& d) {
+  if (closing_ || d.eof) return;
+  std::uint64_t moved = 0;
+  BodyPump::Result r = d.pump.run(moved);
+  if (moved) {
+    d.spliced += moved;
+    w_.counters().splice_bytes += moved;
+  }
+  int fd = -1;
+  unsigned events = 0;
+  switch (r) {
+    case BodyPump::Result::kDone:
+    case BodyPump::Result::kSourceClosed:  // (not for a stream)
+      // The source ended and everything it sent is on the destination: pass the FIN on.
+      release_pipe(d);
+      return on_eof(d);
+    case BodyPump::Result::kWantRead:
+      fd = d.src;
+      events = POLLIN;
+      break;
+    case BodyPump::Result::kWantWrite:
+      fd = d.dst;
+      events = POLLOUT;
+      break;
+    case BodyPump::Result::kSourceError:
+      spdlog::debug("tunnel: splice from the {} failed", d.index == 0 ? "client" : "upstream");
+      return fail(d.pump.error(), d.index);
+    case BodyPump::Result::kSinkError:
+      spdlog::debug("tunnel: splice to the {} failed", d.index == 0 ? "upstream" : "client");
+      return fail(d.pump.error(), 1 - d.index);
+  }
+  ++inflight_;
+  io_uring_sqe* sqe = w_.ring().sqe(&d.poll);
+  io_uring_prep_poll_add(sqe, fd, events);
 }
 
 void Tunnel::arm_recv(Dir& d) {
@@ -297,6 +385,9 @@ void Tunnel::try_shutdown(Dir& d) {
 void Tunnel::on_poll(Dir& d, int res) {
   --inflight_;
   if (closing_) return maybe_done();
+  // Splice: the readiness the pump waited for (errors and hang-ups included: the pump's next
+  // splice reports them).
+  if (engine_ == Engine::kSplice && !d.eof) return run_pump(d);
   if (d.watching) {
     d.watching = false;
     if (res < 0) return fail(-res, d.index);
@@ -407,7 +498,10 @@ void Tunnel::finish() {
     sockmap_->remove(side(0), side(1));
     in_map_ = false;
   }
-  for (Dir& d : dirs_) d.recv.cancel();
+  for (Dir& d : dirs_) {
+    d.recv.cancel();
+    release_pipe(d);  // the pumps' polls are cancelled below; no splice runs after this
+  }
   for (int fd : fds_) {
     io_uring_sqe* sqe = w_.ring().sqe(nullptr);
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);

@@ -2,17 +2,25 @@
 // until both directions have ended, without looking at them. Used once a connection's route is
 // fixed for the rest of its life: `mode: tcp` listeners and HTTP Upgrade (WebSocket).
 //
-// Two engines:
+// Three engines:
+//  - splice (the default): each direction moves socket -> pipe -> socket with non-blocking
+//    splice(2) through a pipe of the worker's PipePool (a BodyPump over an unbounded stream), run
+//    when io_uring reports the socket it waits for ready (single-shot POLL_ADD), as for bodies
+//    (body_pump.h says why not IORING_OP_SPLICE). The bytes never reach userspace.
 //  - sockmap: both sockets go into the BPF sockhash of a SockmapEngine; the kernel redirects
 //    each side's bytes to the other and the proxy never copies them. The worker keeps a receive
 //    armed on each socket only to see EOF and errors (and the rare bytes the program hands to
 //    userspace, see tunnel.bpf.c), which it copies.
 //  - copy: io_uring receives into the worker's provided buffers and sends, one buffer in flight
 //    per direction (the receive is re-armed once the send completed: back-pressure).
+// Which one: sockmap when the worker has a SockmapEngine (splice.sockmap: true, BPF loaded) and
+// the kernel takes both sockets; else splice unless `splice.tunnels: copy` (or no pipe could be
+// had: out of descriptors); else copy.
 //
 // Half-close: the redirect does not carry FIN. When one side ends its sending (EOF), the tunnel
 // waits until every byte that side sent has been queued on the peer (sockmap: the program's byte
-// counter against the peer's acked + unsent bytes; copy: the last send completed), then shuts the
+// counter against the peer's acked + unsent bytes; copy: the last send completed; splice: the
+// pump drained its pipe after the source's EOF), then shuts the
 // peer down for writing. The other direction goes on. Both directions ended -> both closed. An
 // error or reset on either side closes both (a reset is passed on as a reset, SO_LINGER 0).
 // Idle: no byte moved in either direction for the worker's tunnel idle timeout -> both closed.
@@ -28,6 +36,8 @@
 
 #include "proxy/deadline.h"
 #include "proxy/io_ops.h"
+#include "splice/body_pump.h"
+#include "splice/pipe_pool.h"
 #include "splice/sockmap.h"
 
 namespace switchyard::proxy {
@@ -38,7 +48,7 @@ namespace switchyard::splice {
 
 class Tunnel {
  public:
-  enum class Engine { kCopy, kSockmap };
+  enum class Engine { kCopy, kSockmap, kSplice };
   using Done = void (*)(void* owner);
 
   // `to_upstream` / `to_client`: bytes the proxy already read from one side that must reach the
@@ -59,8 +69,9 @@ class Tunnel {
   // Bytes forwarded so far, whatever the engine (client -> upstream, upstream -> client).
   std::uint64_t bytes_to_upstream() const { return dirs_[0].total(); }
   std::uint64_t bytes_to_client() const { return dirs_[1].total(); }
-  // Of which moved by the kernel (sockmap), and copied through userspace.
+  // Of which moved by the kernel (sockmap), spliced through pipes, and copied through userspace.
   std::uint64_t kernel_bytes() const { return dirs_[0].kernel + dirs_[1].kernel; }
+  std::uint64_t spliced_bytes() const { return dirs_[0].spliced + dirs_[1].spliced; }
   std::uint64_t copied_bytes() const { return dirs_[0].user + dirs_[1].user; }
   // How the tunnel ended: true when both directions finished with FIN.
   bool clean() const { return clean_; }
@@ -76,7 +87,8 @@ class Tunnel {
     std::string pending;  // sent before anything else
     proxy::RecvOp recv;
     proxy::SendOp send;
-    proxy::SimpleOp poll;  // sockmap: EOF/error on src; after EOF (both engines): errors
+    proxy::SimpleOp poll;  // sockmap: EOF/error on src; splice: readiness the pump waits
+                           // for; after EOF (every engine): errors on src
     int bid = -1;          // ring buffer being sent
     bool sending_pending = false;
     bool sending_passed = false;     // sockmap: bytes the program passed to userspace
@@ -87,7 +99,10 @@ class Tunnel {
     std::uint64_t user_at_base = 0;  // `user` when dst_base was taken
     std::uint64_t kernel = 0;        // bytes the BPF program redirected from src to dst
     std::uint64_t dst_base = 0;      // dst's acked + queued bytes when the sockmap took over
-    std::uint64_t total() const { return user + kernel; }
+    std::uint64_t spliced = 0;       // splice: bytes the pump wrote to dst
+    BodyPump pump;                   // splice: src -> pipe -> dst
+    Pipe pipe;                       // splice: from the worker's pool until the direction ends
+    std::uint64_t total() const { return user + kernel + spliced; }
   };
 
   static void on_recv_cb(void* self, int res, std::uint32_t flags);
@@ -98,6 +113,9 @@ class Tunnel {
   void on_send(Dir& d, int res);
   void on_poll(Dir& d, int res);
   void begin();
+  bool start_splice();
+  void run_pump(Dir& d);
+  void release_pipe(Dir& d);
   void arm_recv(Dir& d);
   void drain_passed(Dir& d);
   void on_eof(Dir& d);

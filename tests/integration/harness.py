@@ -890,6 +890,7 @@ def _yaml_lines(value, indent: int, out: list[str]) -> None:
 
     if isinstance(value, dict):
         for key, v in value.items():
+            key = _yaml_scalar(key)  # quoted if need be ("*.example.com")
             if is_scalar(v):
                 out.append(f"{pad}{key}: {_yaml_scalar(v)}")
             else:

@@ -361,20 +361,25 @@ std::string render_metrics(const ControlPlane& control) {
   }
   m.sample("switchyard_forwarded_bytes_total", {{"method", "copy"}}, copy);
   m.sample("switchyard_forwarded_bytes_total", {{"method", "splice"}}, splice);
-  std::uint64_t sockmap = 0, tunnels = 0, tunnels_sockmap = 0;
+  std::uint64_t sockmap = 0, tunnels = 0, tunnels_sockmap = 0, tunnels_splice = 0;
   std::int64_t tunnels_open = 0;
   for (Worker* w : workers) {
     sockmap += w->counters().sockmap_bytes.load();
     tunnels += w->counters().tunnels.load();
     tunnels_sockmap += w->counters().tunnels_sockmap.load();
+    tunnels_splice += w->counters().tunnels_splice.load();
     tunnels_open += w->counters().tunnels_open.load();
   }
   m.sample("switchyard_forwarded_bytes_total", {{"method", "sockmap"}}, sockmap);
   m.family("switchyard_tunnels_total", "counter",
-           "Tunnels started (tcp listeners, HTTP Upgrade), by engine: sockmap (kernel redirect) "
-           "or copy.");
+           "Tunnels started (tcp listeners, HTTP Upgrade), by engine: sockmap (kernel redirect), "
+           "splice (socket -> pipe -> socket) or copy.");
   m.sample("switchyard_tunnels_total", {{"engine", "sockmap"}}, tunnels_sockmap);
-  m.sample("switchyard_tunnels_total", {{"engine", "copy"}}, tunnels - tunnels_sockmap);
+  m.sample("switchyard_tunnels_total", {{"engine", "splice"}}, tunnels_splice);
+  // Read one after the other: a tunnel counted by a later field may be missing from `tunnels`.
+  std::uint64_t engines = tunnels_sockmap + tunnels_splice;
+  m.sample("switchyard_tunnels_total", {{"engine", "copy"}},
+           tunnels > engines ? tunnels - engines : 0);
   m.family("switchyard_tunnels_open", "gauge", "Tunnels open now.");
   m.sample("switchyard_tunnels_open", {},
            static_cast<std::uint64_t>(tunnels_open < 0 ? 0 : tunnels_open));

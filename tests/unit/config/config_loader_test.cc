@@ -530,11 +530,11 @@ admin: {bind: 127.0.0.1:9090, token_file: admin.token, users: x}
 access_log: {enable: true}
 forwarding: {forwarded: true}
 )") == Errors{"test.yaml:2:53: unknown key 'proto' in listener; expected one of: name, bind, mode, "
-              "routes, pool, tls, websocket",
+              "routes, pool, tls, websocket, sni",
               "test.yaml:5:30: unknown key 'header' in respond; did you mean 'headers'?",
               "test.yaml:6:7: unknown key 'name' in route; expected one of: match, pool, split, "
               "redirect, respond, goto, sticky, request_headers, response_headers, rewrite, "
-              "fallback, handoff",
+              "fallback, handoff, connect, per_connection",
               "test.yaml:8:36: unknown key 'tsl' in pool; did you mean 'tls'?",
               "test.yaml:9:56: unknown key 'users' in admin; expected one of: bind, token_file, "
               "read_only_token_file, tls, metrics_bind",
@@ -1779,6 +1779,7 @@ TEST_CASE("docs/configuration.md has a row for every key the loader accepts, and
        "routes: {t: [{rewrite: {path_regex: {zzzzzzzz: 1}}}]}"},
       {"pools.<name>.", "pools: {p: {zzzzzzzz: 1}}"},
       {"routes.<table>[].fallback.", "routes: {t: [{fallback: {zzzzzzzz: 1}}]}"},
+      {"routes.<table>[].connect.", "routes: {t: [{connect: {zzzzzzzz: 1}}]}"},
       {"pools.<name>.servers[].", "pools: {p: {servers: [{zzzzzzzz: 1}]}}"},
       {"pools.<name>.hash.", "pools: {p: {hash: {zzzzzzzz: 1}}}"},
       {"pools.<name>.queue.", "pools: {p: {queue: {zzzzzzzz: 1}}}"},

@@ -570,7 +570,7 @@ routes:
     - {pool: app, rewite: {}}
 )") == Errors{"test.yaml:3:19: unknown key 'zzzzzzzz' in route; expected one of: match, pool, "
               "split, redirect, respond, goto, sticky, request_headers, response_headers, rewrite, "
-              "fallback, handoff",
+              "fallback, handoff, connect, per_connection",
               "test.yaml:4:19: unknown key 'mtach' in route; did you mean 'match'?",
               "test.yaml:5:19: unknown key 'rewite' in route; did you mean 'rewrite'?"});
 }

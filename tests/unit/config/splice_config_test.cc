@@ -30,16 +30,19 @@ TEST_CASE("splice: defaults", "[config][splice]") {
   CHECK(r.config->splice.bodies);
   CHECK(r.config->splice.min_body == 64 * 1024);
   CHECK(r.config->splice.pipe_size == 1024 * 1024);
+  CHECK(r.config->splice.tunnels == Splice::TunnelEngine::kSplice);
 }
 
 TEST_CASE("splice: every key", "[config][splice]") {
-  LoadResult r = load_string(
-      "splice: { bodies: false, min_body: 1MiB, pipe_size: 256KiB }\n" + std::string(kRest),
-      "test.yaml");
+  LoadResult r =
+      load_string("splice: { bodies: false, min_body: 1MiB, pipe_size: 256KiB, tunnels: copy }\n" +
+                      std::string(kRest),
+                  "test.yaml");
   REQUIRE(r.diagnostics.empty());
   CHECK_FALSE(r.config->splice.bodies);
   CHECK(r.config->splice.min_body == 1024 * 1024);
   CHECK(r.config->splice.pipe_size == 256 * 1024);
+  CHECK(r.config->splice.tunnels == Splice::TunnelEngine::kCopy);
 }
 
 TEST_CASE("splice: errors name file, line and column", "[config][splice]") {
@@ -51,6 +54,10 @@ TEST_CASE("splice: errors name file, line and column", "[config][splice]") {
   CHECK(errors_of("splice:\n  pipe_size: 1GiB\n") ==
         std::vector<std::string>{
             "test.yaml:2:14: splice.pipe_size must be between 4KiB and 64MiB, got 1GiB"});
+  CHECK(errors_of("splice:\n  tunnels: sockmap\n") ==
+        std::vector<std::string>{
+            "test.yaml:2:12: unknown splice.tunnels engine 'sockmap'; expected splice, copy"});
+  CHECK(errors_of("splice: { tunnels: [splice] }\n").size() == 1);
   std::vector<std::string> unknown = errors_of("splice: { bodys: true }\n");
   REQUIRE(unknown.size() == 1);
   CHECK(unknown[0].rfind("test.yaml:1:11: unknown key 'bodys' in splice", 0) == 0);

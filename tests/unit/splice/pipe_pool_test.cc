@@ -227,6 +227,56 @@ TEST_CASE("the pump reports a source that ends early and a sink that resets", "[
   }
 }
 
+TEST_CASE("a stream pump moves bytes until the source's EOF, then drains its pipe", "[splice]") {
+  Pipe pipe;
+  REQUIRE(pipe.open(64 * 1024) == 0);
+  TcpPair in, out;
+  // More than the pipe holds, then FIN: the pump must not stop at the EOF with bytes piped.
+  std::string data(200 * 1024, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13 + i / 1000);
+  std::thread writer([&] {
+    std::size_t off = 0;
+    while (off < data.size()) {
+      ssize_t n = ::send(in.a, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n > 0) {
+        off += static_cast<std::size_t>(n);
+      } else {
+        pollfd p{in.a, POLLOUT, 0};
+        ::poll(&p, 1, 1000);
+      }
+    }
+    ::shutdown(in.a, SHUT_WR);
+  });
+  BodyPump pump;
+  pump.start_stream(in.b, out.a, pipe);
+  std::uint64_t moved = 0;
+  std::string got;
+  char buf[65536];
+  for (;;) {
+    BodyPump::Result r = pump.run(moved, 64 * 1024);
+    REQUIRE((r == BodyPump::Result::kDone || r == BodyPump::Result::kWantRead ||
+             r == BodyPump::Result::kWantWrite));
+    for (;;) {
+      ssize_t n = ::recv(out.b, buf, sizeof buf, MSG_DONTWAIT);
+      if (n <= 0) break;
+      got.append(buf, static_cast<std::size_t>(n));
+    }
+    if (r == BodyPump::Result::kDone) break;
+    if (r == BodyPump::Result::kWantRead) wait_for(in.b, POLLIN);
+  }
+  writer.join();
+  CHECK(pump.source_ended());
+  CHECK(pump.in_pipe() == 0);
+  while (got.size() < data.size()) {
+    wait_for(out.b, POLLIN);
+    ssize_t n = ::recv(out.b, buf, sizeof buf, MSG_DONTWAIT);
+    REQUIRE(n > 0);
+    got.append(buf, static_cast<std::size_t>(n));
+  }
+  CHECK(moved == data.size());
+  CHECK(got == data);
+}
+
 TEST_CASE("kept pipes are closed once the pool goes unused for a while", "[splice]") {
   PipePool pool(64 * 1024, 4);
   int err = 0;
