@@ -11,6 +11,7 @@
 
 #include "http/error_page.h"
 #include "http/head_writer.h"
+#include "proxy/idle_connection.h"
 
 namespace switchyard::proxy {
 namespace {
@@ -277,7 +278,7 @@ void UpstreamConn::maybe_free() {
 // ---------------------------------------------------------------------------------------------
 // Session: setup and teardown
 
-Session::Session(Worker& w, ListenerRuntime& listener, int fd)
+Session::Session(Worker& w, ListenerRuntime& listener, int fd, const IdleConnection* parked)
     : w_(w),
       listener_(listener),
       fd_(fd),
@@ -294,6 +295,13 @@ Session::Session(Worker& w, ListenerRuntime& listener, int fd)
       resp_splice_(this, &Session::on_resp_poll_cb) {
   // Head buffers are taken when bytes arrive and given back between requests: an idle
   // keep-alive connection owns none (receives land in the shared ring).
+  if (parked) {
+    // Its socket is set up already (TCP_NODELAY, maybe O_NONBLOCK), and never TLS.
+    std::memcpy(&peer_, parked->peer(), parked->peer_len());
+    if (parked->peer_len() > 0) format_address(peer_, client_, sizeof(client_), client_ip_len_);
+    client_nonblock_ = parked->nonblock();
+    return;
+  }
   socklen_t len = sizeof(peer_);
   if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer_), &len) == 0) {
     format_address(peer_, client_, sizeof(client_), client_ip_len_);
@@ -1427,6 +1435,7 @@ void Session::next_request() {
     w_.client_header_timeouts.arm(client_timer_, w_.now());
     return advance_request_head();
   }
+  if (park()) return;
   w_.client_idle_timeouts.arm(client_timer_, w_.now());
   read_client();
 }
@@ -1737,6 +1746,35 @@ void Session::on_tunnel_done(void* self) {
   if (pool.queue_head) s->w_.wake_queue(pool);
   s->log_access();
   s->close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle connections (proxy/idle_connection.h)
+
+bool Session::park() {
+  // Only a plain HTTP connection with nothing left of the last exchange: no bytes buffered (the
+  // head buffers are given back), no operation in flight, no upstream, no queue. A listener
+  // closed by a reload keeps its sessions whole: they finish on their snapshot.
+  if (tls_ || listener_.tcp || listener_.fd < 0 || closing_ || inflight_ > 0 || up_ || in_ ||
+      held_.bid >= 0 || queued_in_ || tunnel_ || req_splice_.active || resp_splice_.active ||
+      draining_ || w_.draining()) {
+    return false;
+  }
+  w_.hold_idle(listener_, fd_, reinterpret_cast<const sockaddr*>(&peer_), client_nonblock_,
+               w_.client_idle_timeouts);
+  fd_ = -1;
+  client_timer_.disarm();
+  upstream_timer_.disarm();
+  send_timer_.disarm();
+  closing_ = freed_ = true;  // nothing may run on this session any more
+  w_.session_parked(this);
+  return true;
+}
+
+void Session::resume(const char* data, std::size_t n, int bid) {
+  // As start() for a plain listener, with the bytes that woke the connection already here.
+  adopt_view();
+  on_client_data(data, n, bid);
 }
 
 }  // namespace switchyard::proxy

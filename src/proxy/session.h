@@ -27,6 +27,7 @@
 
 namespace switchyard::proxy {
 
+class IdleConnection;
 class Session;
 
 class UpstreamConn {
@@ -101,7 +102,9 @@ class UpstreamConn {
 
 class Session {
  public:
-  Session(Worker& w, ListenerRuntime& listener, int fd);
+  // `parked`: the idle connection this session takes over (Worker::resume), or null for a
+  // connection just accepted (then start() follows).
+  Session(Worker& w, ListenerRuntime& listener, int fd, const IdleConnection* parked = nullptr);
   ~Session();
 
   void start();
@@ -115,6 +118,9 @@ class Session {
   void on_dequeued();
   // From the worker: buffered TLS input may be delivered now (see read_client()).
   void on_tls_ready();
+  // From the worker, instead of start(): the first bytes on a parked connection (ring buffer
+  // `bid`, now ours to recycle).
+  void resume(const char* data, std::size_t n, int bid);
 
   // From UpstreamConn.
   void on_upstream_connected(int res);
@@ -175,6 +181,9 @@ class Session {
   void read_ahead();
   void finish_exchange();
   void next_request();
+  // Between requests with nothing buffered or in flight on a plain listener: hands the socket to
+  // an IdleConnection and is freed (proxy/idle_connection.h). False if it must stay.
+  bool park();
   void respond_configured(const config::Respond& r);
   void respond_redirect(int status);
   void send_local();

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "http/error_page.h"
+#include "proxy/idle_connection.h"
 #include "proxy/io_ops.h"
 #include "proxy/session.h"
 
@@ -65,6 +66,7 @@ Worker::~Worker() {
   }
   if (control_fd_ >= 0) ::close(control_fd_);
   if (reserve_fd_ >= 0) ::close(reserve_fd_);
+  free_storage();
   if (published_) {
     for (int fd : published_fds_) {
       if (fd >= 0) ::close(fd);
@@ -310,6 +312,9 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
   for (auto& cur : listeners_) {
     if (!cur) continue;
     close_listener(*cur);
+    // Its idle connections have no route table left to serve a next request by (a Session
+    // keeps its snapshot; an idle connection has none): close them, as an idle timeout would.
+    close_idle(cur.get());
     retired_listeners_.push_back(std::move(cur));
   }
   listeners_ = std::move(next);
@@ -361,7 +366,7 @@ void Worker::on_accept(ListenerRuntime& l, int res, std::uint32_t flags) {
   }
   ++counters_.accepted;
   if (l.stats) ++l.stats->accepted;
-  if (draining_ || sessions_.size() >= config().limits.max_connections) {
+  if (draining_ || connections() >= config().limits.max_connections) {
     // Over the limit: answer at once rather than leave the client waiting on a full queue.
     ++counters_.rejected_over_limit;
     std::string out;
@@ -370,8 +375,13 @@ void Worker::on_accept(ListenerRuntime& l, int res, std::uint32_t flags) {
     ::close(res);
     return;
   }
-  auto* s = new Session(*this, l, res);
   if (l.stats) ++l.stats->active;
+  if (!l.tls && !l.tcp) {
+    // Plain HTTP: a Session only once the first bytes arrive (proxy/idle_connection.h).
+    hold_idle(l, res, nullptr, false, client_header_timeouts);
+    return;
+  }
+  Session* s = new_session(l, res);
   s->index = sessions_.size();
   sessions_.push_back(s);
   s->start();
@@ -436,6 +446,7 @@ void Worker::begin_drain() {
   draining_ = true;
   drain_deadline_ = now_ + config().timeouts.shutdown;
   for (auto& l : listeners_) close_listener(*l);
+  close_idle(nullptr);
   for (auto& p : view_->pools) {
     for (auto& list : p->idle) {
       while (!list.empty()) list.back()->close();
@@ -447,7 +458,7 @@ void Worker::begin_drain() {
 }
 
 void Worker::tick() {
-  counters_.connections.set(static_cast<std::int64_t>(sessions_.size()));
+  counters_.connections.set(static_cast<std::int64_t>(connections()));
   counters_.upstreams.set(live_upstreams_);
   counters_.free_buffers.set(static_cast<std::int64_t>(buffers_.available()));
   client_header_timeouts.expire(now_);
@@ -478,11 +489,11 @@ void Worker::run() {
   on_control();  // applies the initial snapshot and arms the control read
   if (shutdown_requested_.load(std::memory_order_acquire)) begin_drain();
   std::vector<RecvOp*> retry;
-  while (!draining_ || !sessions_.empty() || live_upstreams_ > 0) {
+  while (!draining_ || !sessions_.empty() || live_upstreams_ > 0 || idle_live_ > 0) {
     ring_.run_once(kTickMs);
     now_ = Clock::now();
     run_woken();
-    for (Session* s : dead_) delete s;
+    for (Session* s : dead_) free_session(s);
     dead_.clear();
     if (!starved_.empty() && buffers_.available() > 0) {
       retry.swap(starved_);

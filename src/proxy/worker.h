@@ -27,6 +27,7 @@
 
 namespace switchyard::proxy {
 
+class IdleConnection;
 class Session;
 class UpstreamConn;
 
@@ -180,6 +181,27 @@ class Worker {
 
   // Session bookkeeping.
   void session_closed(Session* s);
+
+  // ---- Idle client connections (proxy/idle_connection.h; defined in idle_connection.cc).
+  // Client connections open: sessions plus idle connections (limits.max_connections, gauges).
+  std::size_t connections() const { return sessions_.size() + idle_open_; }
+  // A Session in storage from the free list (not registered in sessions_). `parked`: the idle
+  // connection it takes over (socket already set up), or null for a new connection.
+  Session* new_session(ListenerRuntime& l, int fd, const IdleConnection* parked = nullptr);
+  // Destroys `s` and keeps its storage for the next one (bounded).
+  void free_session(Session* s);
+  // Holds `fd` (owned from now on) as an idle connection waiting for bytes until `timeouts`
+  // expires. `peer` null: a connection just accepted (see IdleConnection).
+  void hold_idle(ListenerRuntime& l, int fd, const sockaddr* peer, bool nonblock,
+                 DeadlineList& timeouts);
+  // Bytes arrived on `c`: a registered Session now owns its socket, and `c` is freed.
+  Session* resume(IdleConnection& c);
+  // A Session parked its connection (hold_idle) and is done: unregistered, freed after the
+  // current completions like a closed one, but the connection still counts.
+  void session_parked(Session* s);
+  // From IdleConnection: closed (off the list, no longer counted), then freed.
+  void idle_closed(IdleConnection* c);
+  void idle_freed(IdleConnection* c);
   // Buffers for request/response heads, recycled between sessions.
   std::unique_ptr<char[]> take_head_buffer();
   void give_head_buffer(std::unique_ptr<char[]> b, std::size_t size);
@@ -216,6 +238,17 @@ class Worker {
   std::vector<UpstreamConn*> upstream_tls_ready_;
   std::vector<std::unique_ptr<DeadlineList>> extra_timeouts_;
   std::vector<std::unique_ptr<char[]>> free_head_buffers_;
+  // Idle connections: the open ones (intrusive list), their number, and the objects alive
+  // (closing ones included, whose cancelled receive has not completed yet).
+  IdleConnection* idle_head_ = nullptr;
+  std::size_t idle_open_ = 0;
+  std::size_t idle_live_ = 0;
+  std::vector<void*> free_sessions_;  // storage of destroyed Sessions, for reuse
+  std::vector<void*> free_idle_;      // storage of freed IdleConnections
+  void unlink_idle(IdleConnection* c);
+  // Closes the idle connections of listener `only` (all of them if null).
+  void close_idle(const ListenerRuntime* only);
+  void free_storage();
   std::size_t head_buffer_size_ = 0;
   AccessLogQueue access_log_;
   std::shared_ptr<const splice::SockmapEngine> sockmap_;
