@@ -256,7 +256,7 @@ class Session {
   // Request side. in_ holds the current request head, then body bytes read with it, then any
   // bytes of the next (pipelined) request from next_start_.
   http::MessageParser req_;
-  std::unique_ptr<char[]> in_;
+  HeadBuffer in_;
   std::size_t in_len_ = 0;
   std::size_t in_parsed_ = 0;
   std::size_t head_end_ = 0;
@@ -287,7 +287,7 @@ class Session {
 
   // Response side. rin_ holds the response head, then body bytes read with it.
   http::MessageParser resp_;
-  std::unique_ptr<char[]> rin_;
+  HeadBuffer rin_;
   std::size_t rin_len_ = 0;
   std::size_t rin_parsed_ = 0;
   RespState resp_state_ = RespState::kNone;

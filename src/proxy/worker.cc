@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -426,15 +427,30 @@ void Worker::session_closed(Session* s) {
   dead_.push_back(s);
 }
 
-std::unique_ptr<char[]> Worker::take_head_buffer() {
-  // Not zero-filled: untouched pages of a fresh buffer stay unbacked until used.
-  if (free_head_buffers_.empty()) return std::make_unique_for_overwrite<char[]>(head_buffer_size_);
-  auto b = std::move(free_head_buffers_.back());
-  free_head_buffers_.pop_back();
-  return b;
+void HeadBufferRelease::operator()(char* p) const {
+  if (mapped) {
+    ::munmap(p, mapped);
+  } else {
+    delete[] p;
+  }
 }
 
-void Worker::give_head_buffer(std::unique_ptr<char[]> b, std::size_t size) {
+HeadBuffer Worker::take_head_buffer() {
+  if (!free_head_buffers_.empty()) {
+    HeadBuffer b = std::move(free_head_buffers_.back());
+    free_head_buffers_.pop_back();
+    return b;
+  }
+  // Untouched pages of a fresh buffer stay unbacked until used (and new[] does not zero-fill).
+#if !defined(__SANITIZE_ADDRESS__)
+  void* p = ::mmap(nullptr, head_buffer_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+  if (p != MAP_FAILED) return HeadBuffer(static_cast<char*>(p), HeadBufferRelease{head_buffer_size_});
+#endif
+  return HeadBuffer(new char[head_buffer_size_], HeadBufferRelease{0});
+}
+
+void Worker::give_head_buffer(HeadBuffer b, std::size_t size) {
   // Keep a bounded number for reuse; beyond that, give memory back after a burst. Buffers of a
   // size from before a reload are simply freed.
   if (b && size == head_buffer_size_ && free_head_buffers_.size() < kMaxFreeHeadBuffers) {
