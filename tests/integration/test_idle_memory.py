@@ -221,7 +221,7 @@ class IdleMemoryTest(ProxyTestCase):
         self.assertEqual(left, 0, f"{left} idle connections still open {IDLE_S + 5}s later")
         time.sleep(0.2)
         self.assertEqual(self.gauges(), (0, 0), "connection gauges after the idle timeout")
-        self.assertTrue(proxy.running)
+        self.assertTrue(proxy.running())
 
     def test_connections_that_never_send_cost_little_and_time_out(self):
         proxy = self.start(client_header="3s")

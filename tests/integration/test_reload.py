@@ -260,13 +260,17 @@ class ReloadTest(ProxyTestCase):
         self.assertNotEqual(extra_port, web_port)
         resp = self.fetch(_PortOnly(extra_port), "/x")
         self.assertEqual((resp.status, resp.body), (200, b"side\n"), resp)
+        side = self.connect(extra_port)  # stays open, idle, until the listener goes
+        self.assertEqual(side.request("GET", "/y").body, b"side\n")
         # The kept listener still works, on its old connection and on new ones.
         self.assertEqual(served_by(client.request("GET", "/still")), "A")
         self.assertEqual(served_by(self.fetch(_PortOnly(web_port), "/new")), "A")
-        # Removing it closes it.
+        # Removing it closes it, and its idle keep-alive connections (no route table is left for
+        # their next request).
         self.reload(proxy, base)
         self.assertTrue(connect_refused(extra_port, 3.0),
                         f"listener extra (port {extra_port}) still accepts after its removal")
+        self.assertClosedSoon(side, 3.0, "idle connection to the removed listener")
         self.assertEqual(served_by(client.request("GET", "/after")), "A")
         self.assertEqual(served_by(self.fetch(_PortOnly(web_port), "/after-new")), "A")
 
