@@ -1752,12 +1752,17 @@ void Session::on_tunnel_done(void* self) {
 // Idle connections (proxy/idle_connection.h)
 
 bool Session::park() {
+  if (listener_.fd < 0 && !w_.draining() && !closing_) {
+    // A reload removed the listener and closed its idle connections (they have no route table
+    // left): this one ends too, now that it is idle.
+    close();
+    return true;
+  }
   // Only a plain HTTP connection with nothing left of the last exchange: no bytes buffered (the
-  // head buffers are given back), no operation in flight, no upstream, no queue. A listener
-  // closed by a reload keeps its sessions whole: they finish on their snapshot.
-  if (tls_ || listener_.tcp || listener_.fd < 0 || closing_ || inflight_ > 0 || up_ || in_ ||
-      held_.bid >= 0 || queued_in_ || tunnel_ || req_splice_.active || resp_splice_.active ||
-      draining_ || w_.draining()) {
+  // head buffers are given back), no operation in flight, no upstream, no queue.
+  if (tls_ || listener_.tcp || closing_ || inflight_ > 0 || up_ || in_ || held_.bid >= 0 ||
+      queued_in_ || tunnel_ || req_splice_.active || resp_splice_.active || draining_ ||
+      w_.draining()) {
     return false;
   }
   w_.hold_idle(listener_, fd_, reinterpret_cast<const sockaddr*>(&peer_), client_nonblock_,
