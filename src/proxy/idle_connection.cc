@@ -12,9 +12,10 @@
 namespace switchyard::proxy {
 namespace {
 
-// Storage kept for reuse, so that a connection going idle and busy again allocates nothing in
-// steady state. Bounded: after a burst (thousands of requests at once) the rest goes back to
-// malloc. A free Session is only storage (destroyed, nothing of its own allocated).
+// Kept for reuse, so that a connection going idle and busy again allocates nothing in steady
+// state: parked Sessions (whole, with the capacity their parsers and strings grew to) and the
+// storage of freed IdleConnections. Bounded: after a burst (thousands of requests at once) the
+// rest goes back to malloc.
 constexpr std::size_t kMaxFreeSessions = 64;
 constexpr std::size_t kMaxFreeIdle = 1024;
 
@@ -94,23 +95,34 @@ void IdleConnection::free() {
 // Worker: idle connections and the Session free list
 
 Session* Worker::new_session(ListenerRuntime& l, int fd, const IdleConnection* parked) {
-  void* mem;
-  if (free_sessions_.empty()) {
-    mem = ::operator new(sizeof(Session));
-  } else {
-    mem = free_sessions_.back();
-    free_sessions_.pop_back();
+  if (parked) {
+    // The most recently parked Session of the same listener (a Session is bound to one).
+    for (std::size_t i = free_sessions_.size(); i-- > 0;) {
+      Session* s = free_sessions_[i];
+      if (&s->listener() != &l) continue;
+      free_sessions_[i] = free_sessions_.back();
+      free_sessions_.pop_back();
+      s->reuse(fd, *parked);
+      return s;
+    }
   }
-  return new (mem) Session(*this, l, fd, parked);
+  return new Session(*this, l, fd, parked);
 }
 
-void Worker::free_session(Session* s) {
-  s->~Session();
-  if (free_sessions_.size() < kMaxFreeSessions) {
-    free_sessions_.push_back(s);
-  } else {
-    ::operator delete(s);
+void Worker::keep_parked_sessions() {
+  for (Session* s : parked_sessions_) {
+    if (free_sessions_.size() < kMaxFreeSessions) {
+      free_sessions_.push_back(s);
+    } else {
+      delete s;
+    }
   }
+  parked_sessions_.clear();
+}
+
+void Worker::drop_free_sessions() {
+  for (Session* s : free_sessions_) delete s;
+  free_sessions_.clear();
 }
 
 void Worker::hold_idle(ListenerRuntime& l, int fd, const sockaddr* peer, bool nonblock,
@@ -173,7 +185,7 @@ void Worker::session_parked(Session* s) {
   sessions_[s->index] = last;
   last->index = s->index;
   sessions_.pop_back();
-  dead_.push_back(s);
+  parked_sessions_.push_back(s);
 }
 
 void Worker::close_idle(const ListenerRuntime* only) {
@@ -186,8 +198,8 @@ void Worker::close_idle(const ListenerRuntime* only) {
 }
 
 void Worker::free_storage() {
-  for (void* p : free_sessions_) ::operator delete(p);
-  free_sessions_.clear();
+  keep_parked_sessions();
+  drop_free_sessions();
   for (void* p : free_idle_) ::operator delete(p);
   free_idle_.clear();
 }

@@ -296,10 +296,7 @@ Session::Session(Worker& w, ListenerRuntime& listener, int fd, const IdleConnect
   // Head buffers are taken when bytes arrive and given back between requests: an idle
   // keep-alive connection owns none (receives land in the shared ring).
   if (parked) {
-    // Its socket is set up already (TCP_NODELAY, maybe O_NONBLOCK), and never TLS.
-    std::memcpy(&peer_, parked->peer(), parked->peer_len());
-    if (parked->peer_len() > 0) format_address(peer_, client_, sizeof(client_), client_ip_len_);
-    client_nonblock_ = parked->nonblock();
+    adopt_peer(*parked);  // its socket is set up already, and never TLS
     return;
   }
   socklen_t len = sizeof(peer_);
@@ -1771,9 +1768,30 @@ bool Session::park() {
   client_timer_.disarm();
   upstream_timer_.disarm();
   send_timer_.disarm();
-  closing_ = freed_ = true;  // nothing may run on this session any more
+  view_.reset();             // a free Session must not keep a snapshot alive
+  table_ = -1;
+  closing_ = freed_ = true;  // nothing may run on this session until reuse()
   w_.session_parked(this);
   return true;
+}
+
+void Session::adopt_peer(const IdleConnection& parked) {
+  // The socket has TCP_NODELAY already, and perhaps O_NONBLOCK.
+  peer_ = {};
+  std::memcpy(&peer_, parked.peer(), parked.peer_len());
+  std::strcpy(client_, "-");
+  client_ip_len_ = 0;
+  if (parked.peer_len() > 0) format_address(peer_, client_, sizeof(client_), client_ip_len_);
+  client_nonblock_ = parked.nonblock();
+}
+
+void Session::reuse(int fd, const IdleConnection& parked) {
+  fd_ = fd;
+  adopt_peer(parked);
+  closing_ = freed_ = false;
+  req_.reset(nullptr);  // nothing of the last connection's messages
+  bytes_in_ = 0;
+  last_failure_status_ = 503;
 }
 
 void Session::resume(const char* data, std::size_t n, int bid) {

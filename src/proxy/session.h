@@ -121,6 +121,11 @@ class Session {
   // From the worker, instead of start(): the first bytes on a parked connection (ring buffer
   // `bid`, now ours to recycle).
   void resume(const char* data, std::size_t n, int bid);
+  // From the worker: a Session that parked its own connection takes over another parked
+  // connection of the same listener (then resume()). It is as next_request() left it for a
+  // keep-alive connection's next request; reuse() resets what belongs to the connection. A
+  // member added for a whole connection must be reset there too.
+  void reuse(int fd, const IdleConnection& parked);
 
   // From UpstreamConn.
   void on_upstream_connected(int res);
@@ -182,8 +187,10 @@ class Session {
   void finish_exchange();
   void next_request();
   // Between requests with nothing buffered or in flight on a plain listener: hands the socket to
-  // an IdleConnection and is freed (proxy/idle_connection.h). False if it must stay.
+  // an IdleConnection and goes to the worker's free list (proxy/idle_connection.h). False if it
+  // must stay.
   bool park();
+  void adopt_peer(const IdleConnection& parked);
   void respond_configured(const config::Respond& r);
   void respond_redirect(int status);
   void send_local();

@@ -198,6 +198,7 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
   // Pools, reconciled by name: a pool whose servers and scheduler are unchanged keeps its runtime
   // (idle connections, in-flight counts, passive health) and takes the new settings in place; a
   // changed one gets a new runtime that inherits idle connections to servers it kept.
+  drop_free_sessions();  // parked Sessions were built for the previous snapshot
   auto view = std::make_shared<WorkerView>();
   view->snapshot = snapshot;
   std::vector<std::shared_ptr<PoolRuntime>> old = view_ ? view_->pools : decltype(old){};
@@ -509,8 +510,9 @@ void Worker::run() {
     ring_.run_once(kTickMs);
     now_ = Clock::now();
     run_woken();
-    for (Session* s : dead_) free_session(s);
+    for (Session* s : dead_) delete s;
     dead_.clear();
+    keep_parked_sessions();
     if (!starved_.empty() && buffers_.available() > 0) {
       retry.swap(starved_);
       for (RecvOp* op : retry) op->resubmit();

@@ -198,19 +198,17 @@ class Worker {
   // ---- Idle client connections (proxy/idle_connection.h; defined in idle_connection.cc).
   // Client connections open: sessions plus idle connections (limits.max_connections, gauges).
   std::size_t connections() const { return sessions_.size() + idle_open_; }
-  // A Session in storage from the free list (not registered in sessions_). `parked`: the idle
-  // connection it takes over (socket already set up), or null for a new connection.
+  // A Session (not registered in sessions_). `parked`: the idle connection it takes over (socket
+  // already set up); then a parked Session of the same listener is reused if there is one.
   Session* new_session(ListenerRuntime& l, int fd, const IdleConnection* parked = nullptr);
-  // Destroys `s` and keeps its storage for the next one (bounded).
-  void free_session(Session* s);
   // Holds `fd` (owned from now on) as an idle connection waiting for bytes until `timeouts`
   // expires. `peer` null: a connection just accepted (see IdleConnection).
   void hold_idle(ListenerRuntime& l, int fd, const sockaddr* peer, bool nonblock,
                  DeadlineList& timeouts);
   // Bytes arrived on `c`: a registered Session now owns its socket, and `c` is freed.
   Session* resume(IdleConnection& c);
-  // A Session parked its connection (hold_idle) and is done: unregistered, freed after the
-  // current completions like a closed one, but the connection still counts.
+  // A Session parked its connection (hold_idle) and is done: unregistered, and kept for reuse
+  // (or freed) after the current completions; the connection still counts.
   void session_parked(Session* s);
   // From IdleConnection: closed (off the list, no longer counted), then freed.
   void idle_closed(IdleConnection* c);
@@ -256,8 +254,13 @@ class Worker {
   IdleConnection* idle_head_ = nullptr;
   std::size_t idle_open_ = 0;
   std::size_t idle_live_ = 0;
-  std::vector<void*> free_sessions_;  // storage of destroyed Sessions, for reuse
-  std::vector<void*> free_idle_;      // storage of freed IdleConnections
+  std::vector<Session*> parked_sessions_;  // parked this iteration
+  // Parked Sessions kept for reuse (Session::reuse); dropped on every reload, so that none
+  // carries settings of an older snapshot (its parsers' limits) to a new connection.
+  std::vector<Session*> free_sessions_;
+  std::vector<void*> free_idle_;  // storage of freed IdleConnections
+  void keep_parked_sessions();
+  void drop_free_sessions();
   void unlink_idle(IdleConnection* c);
   // Closes the idle connections of listener `only` (all of them if null).
   void close_idle(const ListenerRuntime* only);
