@@ -111,13 +111,14 @@ Session* Worker::new_session(ListenerRuntime& l, int fd, const IdleConnection* p
 
 void Worker::keep_parked_sessions() {
   for (Session* s : parked_sessions_) {
-    if (free_sessions_.size() < kMaxFreeSessions) {
+    if (free_sessions_.size() < kMaxFreeSessions && !snapshot_changed_) {
       free_sessions_.push_back(s);
     } else {
       delete s;
     }
   }
   parked_sessions_.clear();
+  snapshot_changed_ = false;
 }
 
 void Worker::drop_free_sessions() {

@@ -199,6 +199,7 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
   // (idle connections, in-flight counts, passive health) and takes the new settings in place; a
   // changed one gets a new runtime that inherits idle connections to servers it kept.
   drop_free_sessions();  // parked Sessions were built for the previous snapshot
+  snapshot_changed_ = true;
   auto view = std::make_shared<WorkerView>();
   view->snapshot = snapshot;
   std::vector<std::shared_ptr<PoolRuntime>> old = view_ ? view_->pools : decltype(old){};

@@ -258,6 +258,7 @@ class Worker {
   // Parked Sessions kept for reuse (Session::reuse); dropped on every reload, so that none
   // carries settings of an older snapshot (its parsers' limits) to a new connection.
   std::vector<Session*> free_sessions_;
+  bool snapshot_changed_ = false;  // this iteration: its parked Sessions are not kept either
   std::vector<void*> free_idle_;  // storage of freed IdleConnections
   void keep_parked_sessions();
   void drop_free_sessions();

@@ -244,6 +244,22 @@ class IdleMemoryTest(ProxyTestCase):
         left = wait_all_closed([x for x in socks if x is not s], 3 + 5)
         self.assertEqual(left, 0, f"{left} silent connections still open after client_header")
 
+    def test_reload_limits_apply_to_parked_connections(self):
+        """Parked connections and the Sessions kept for reuse take the new snapshot's limits."""
+        cfg = proxy_config([self.origin.address], workers=1, limits={"max_header_count": 30})
+        proxy = self.start_proxy(cfg)
+        headers = [(f"X-H{i}", "v") for i in range(20)]
+        parked = [self.connect(proxy) for _ in range(4)]
+        for c in parked:
+            self.assertEqual(c.request("GET", "/", headers).status, 200)
+        outcome = proxy.reload(proxy_config([self.origin.address], workers=1,
+                                            limits={"max_header_count": 10}))
+        self.assertTrue(outcome.applied, outcome.log)
+        for c in parked[:2] + [self.connect(proxy)]:
+            self.assertEqual(c.request("GET", "/", headers).status, 431)
+        for c in parked[2:] + [self.connect(proxy)]:
+            self.assertEqual(c.request("GET", "/").status, 200)
+
     def test_sigterm_closes_idle_connections_at_once(self):
         proxy = self.start()
         socks = open_keep_alive(proxy.port, 500)
