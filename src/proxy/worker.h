@@ -267,6 +267,7 @@ class Worker {
   void close_idle(const ListenerRuntime* only);
   void free_storage();
   std::size_t head_buffer_size_ = 0;
+  Clock::time_point last_head_buffer_take_{};  // see kMaxFreeHeadBuffersBusy
   AccessLogQueue access_log_;
   std::shared_ptr<const splice::SockmapEngine> sockmap_;
   WorkerCounters counters_;
