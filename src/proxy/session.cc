@@ -14,6 +14,7 @@
 #include "http/error_page.h"
 #include "http/head_writer.h"
 #include "proxy/handoff_link.h"
+#include "proxy/idle_connection.h"
 
 namespace switchyard::proxy {
 namespace {
@@ -280,7 +281,7 @@ void UpstreamConn::maybe_free() {
 // ---------------------------------------------------------------------------------------------
 // Session: setup and teardown
 
-Session::Session(Worker& w, ListenerRuntime& listener, int fd)
+Session::Session(Worker& w, ListenerRuntime& listener, int fd, const IdleConnection* parked)
     : w_(w),
       listener_(listener),
       fd_(fd),
@@ -297,6 +298,10 @@ Session::Session(Worker& w, ListenerRuntime& listener, int fd)
       resp_splice_(this, &Session::on_resp_poll_cb) {
   // Head buffers are taken when bytes arrive and given back between requests: an idle
   // keep-alive connection owns none (receives land in the shared ring).
+  if (parked) {
+    adopt_peer(*parked);  // its socket is set up already, and never TLS
+    return;
+  }
   socklen_t len = sizeof(peer_);
   if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&peer_), &len) == 0) {
     format_address(peer_, client_, sizeof(client_), client_ip_len_);
@@ -1460,6 +1465,7 @@ void Session::next_request() {
     w_.client_header_timeouts.arm(client_timer_, w_.now());
     return advance_request_head();
   }
+  if (park()) return;
   w_.client_idle_timeouts.arm(client_timer_, w_.now());
   read_client();
 }
@@ -1866,6 +1872,61 @@ void Session::end_handoff() {
   pool_->balancer.finished(handoff_->server);
   if (pool_->queue_head) w_.wake_queue(*pool_);
   handoff_.reset();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle connections (proxy/idle_connection.h)
+
+bool Session::park() {
+  if (listener_.fd < 0 && !w_.draining() && !closing_) {
+    // A reload removed the listener and closed its idle connections (they have no route table
+    // left): this one ends too, now that it is idle.
+    close();
+    return true;
+  }
+  // Only a plain HTTP connection with nothing left of the last exchange: no bytes buffered (the
+  // head buffers are given back), no operation in flight, no upstream, no queue.
+  if (tls_ || listener_.tcp || closing_ || inflight_ > 0 || up_ || in_ || held_.bid >= 0 ||
+      queued_in_ || tunnel_ || req_splice_.active || resp_splice_.active || draining_ ||
+      w_.draining()) {
+    return false;
+  }
+  w_.hold_idle(listener_, fd_, reinterpret_cast<const sockaddr*>(&peer_), client_nonblock_,
+               w_.client_idle_timeouts);
+  fd_ = -1;
+  client_timer_.disarm();
+  upstream_timer_.disarm();
+  send_timer_.disarm();
+  view_.reset();             // a free Session must not keep a snapshot alive
+  table_ = -1;
+  closing_ = freed_ = true;  // nothing may run on this session until reuse()
+  w_.session_parked(this);
+  return true;
+}
+
+void Session::adopt_peer(const IdleConnection& parked) {
+  // The socket has TCP_NODELAY already, and perhaps O_NONBLOCK.
+  peer_ = {};
+  std::memcpy(&peer_, parked.peer(), parked.peer_len());
+  std::strcpy(client_, "-");
+  client_ip_len_ = 0;
+  if (parked.peer_len() > 0) format_address(peer_, client_, sizeof(client_), client_ip_len_);
+  client_nonblock_ = parked.nonblock();
+}
+
+void Session::reuse(int fd, const IdleConnection& parked) {
+  fd_ = fd;
+  adopt_peer(parked);
+  closing_ = freed_ = false;
+  req_.reset(nullptr);  // nothing of the last connection's messages
+  bytes_in_ = 0;
+  last_failure_status_ = 503;
+}
+
+void Session::resume(const char* data, std::size_t n, int bid) {
+  // As start() for a plain listener, with the bytes that woke the connection already here.
+  adopt_view();
+  on_client_data(data, n, bid);
 }
 
 }  // namespace switchyard::proxy

@@ -27,6 +27,7 @@
 
 namespace switchyard::proxy {
 
+class IdleConnection;
 class Session;
 
 class UpstreamConn {
@@ -101,7 +102,9 @@ class UpstreamConn {
 
 class Session {
  public:
-  Session(Worker& w, ListenerRuntime& listener, int fd);
+  // `parked`: the idle connection this session takes over (Worker::resume), or null for a
+  // connection just accepted (then start() follows).
+  Session(Worker& w, ListenerRuntime& listener, int fd, const IdleConnection* parked = nullptr);
   ~Session();
 
   void start();
@@ -115,6 +118,14 @@ class Session {
   void on_dequeued();
   // From the worker: buffered TLS input may be delivered now (see read_client()).
   void on_tls_ready();
+  // From the worker, instead of start(): the first bytes on a parked connection (ring buffer
+  // `bid`, now ours to recycle).
+  void resume(const char* data, std::size_t n, int bid);
+  // From the worker: a Session that parked its own connection takes over another parked
+  // connection of the same listener (then resume()). It is as next_request() left it for a
+  // keep-alive connection's next request; reuse() resets what belongs to the connection. A
+  // member added for a whole connection must be reset there too.
+  void reuse(int fd, const IdleConnection& parked);
 
   // From UpstreamConn.
   void on_upstream_connected(int res);
@@ -177,6 +188,11 @@ class Session {
   void read_ahead();
   void finish_exchange();
   void next_request();
+  // Between requests with nothing buffered or in flight on a plain listener: hands the socket to
+  // an IdleConnection and goes to the worker's free list (proxy/idle_connection.h). False if it
+  // must stay.
+  bool park();
+  void adopt_peer(const IdleConnection& parked);
   void respond_configured(const config::Respond& r);
   void respond_redirect(int status);
   void send_local();
@@ -284,7 +300,7 @@ class Session {
   // Request side. in_ holds the current request head, then body bytes read with it, then any
   // bytes of the next (pipelined) request from next_start_.
   http::MessageParser req_;
-  std::unique_ptr<char[]> in_;
+  HeadBuffer in_;
   std::size_t in_len_ = 0;
   std::size_t in_parsed_ = 0;
   std::size_t head_end_ = 0;
@@ -315,7 +331,7 @@ class Session {
 
   // Response side. rin_ holds the response head, then body bytes read with it.
   http::MessageParser resp_;
-  std::unique_ptr<char[]> rin_;
+  HeadBuffer rin_;
   std::size_t rin_len_ = 0;
   std::size_t rin_parsed_ = 0;
   RespState resp_state_ = RespState::kNone;

@@ -4,12 +4,14 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include "http/error_page.h"
 #include "proxy/handoff_link.h"
+#include "proxy/idle_connection.h"
 #include "proxy/io_ops.h"
 #include "proxy/session.h"
 
@@ -22,9 +24,15 @@ constexpr std::size_t kBufferSize = 16 * 1024;
 constexpr unsigned kTickMs = 50;
 // Kept pipes are closed after 2 s without a body to splice (splice/pipe_pool.h).
 constexpr unsigned kPipeIdleTicks = 2000 / kTickMs;
-// Free head buffers kept for reuse: enough for bursts of new requests, small enough that a
-// worker's memory comes back after thousands of connections went idle or away.
+// Free head buffers kept for reuse. While requests keep coming, up to kMaxFreeHeadBuffersBusy:
+// with many keep-alive connections the number in use swings widely from one moment to the next
+// (each takes two per request and gives them back between requests), and mapping and unmapping
+// them at that rate cost ~20 % more CPU per small request. Once none has been taken for
+// kHeadBufferQuiet, the list shrinks to kMaxFreeHeadBuffers, so a worker's memory comes back
+// after a burst.
 constexpr std::size_t kMaxFreeHeadBuffers = 64;
+constexpr std::size_t kMaxFreeHeadBuffersBusy = 1024;
+constexpr auto kHeadBufferQuiet = std::chrono::milliseconds(100);
 
 }  // namespace
 
@@ -66,6 +74,7 @@ Worker::~Worker() {
   }
   if (control_fd_ >= 0) ::close(control_fd_);
   if (reserve_fd_ >= 0) ::close(reserve_fd_);
+  free_storage();
   if (published_) {
     for (int fd : published_fds_) {
       if (fd >= 0) ::close(fd);
@@ -206,6 +215,8 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
   // Pools, reconciled by name: a pool whose servers and scheduler are unchanged keeps its runtime
   // (idle connections, in-flight counts, passive health) and takes the new settings in place; a
   // changed one gets a new runtime that inherits idle connections to servers it kept.
+  drop_free_sessions();  // parked Sessions were built for the previous snapshot
+  snapshot_changed_ = true;
   auto view = std::make_shared<WorkerView>();
   view->snapshot = snapshot;
   std::vector<std::shared_ptr<PoolRuntime>> old = view_ ? view_->pools : decltype(old){};
@@ -323,6 +334,9 @@ void Worker::apply(std::shared_ptr<const Snapshot> snapshot, std::vector<int> li
   for (auto& cur : listeners_) {
     if (!cur) continue;
     close_listener(*cur);
+    // Its idle connections have no route table left to serve a next request by (a Session
+    // keeps its snapshot; an idle connection has none): close them, as an idle timeout would.
+    close_idle(cur.get());
     retired_listeners_.push_back(std::move(cur));
   }
   listeners_ = std::move(next);
@@ -374,7 +388,7 @@ void Worker::on_accept(ListenerRuntime& l, int res, std::uint32_t flags) {
   }
   ++counters_.accepted;
   if (l.stats) ++l.stats->accepted;
-  if (draining_ || sessions_.size() >= config().limits.max_connections) {
+  if (draining_ || connections() >= config().limits.max_connections) {
     // Over the limit: answer at once rather than leave the client waiting on a full queue.
     ++counters_.rejected_over_limit;
     std::string out;
@@ -383,8 +397,13 @@ void Worker::on_accept(ListenerRuntime& l, int res, std::uint32_t flags) {
     ::close(res);
     return;
   }
-  auto* s = new Session(*this, l, res);
   if (l.stats) ++l.stats->active;
+  if (!l.tls && !l.tcp) {
+    // Plain HTTP: a Session only once the first bytes arrive (proxy/idle_connection.h).
+    hold_idle(l, res, nullptr, false, client_header_timeouts);
+    return;
+  }
+  Session* s = new_session(l, res);
   s->index = sessions_.size();
   sessions_.push_back(s);
   s->start();
@@ -429,18 +448,34 @@ void Worker::session_closed(Session* s) {
   dead_.push_back(s);
 }
 
-std::unique_ptr<char[]> Worker::take_head_buffer() {
-  // Not zero-filled: untouched pages of a fresh buffer stay unbacked until used.
-  if (free_head_buffers_.empty()) return std::make_unique_for_overwrite<char[]>(head_buffer_size_);
-  auto b = std::move(free_head_buffers_.back());
-  free_head_buffers_.pop_back();
-  return b;
+void HeadBufferRelease::operator()(char* p) const {
+  if (mapped) {
+    ::munmap(p, mapped);
+  } else {
+    delete[] p;
+  }
 }
 
-void Worker::give_head_buffer(std::unique_ptr<char[]> b, std::size_t size) {
+HeadBuffer Worker::take_head_buffer() {
+  last_head_buffer_take_ = now_;
+  if (!free_head_buffers_.empty()) {
+    HeadBuffer b = std::move(free_head_buffers_.back());
+    free_head_buffers_.pop_back();
+    return b;
+  }
+  // Untouched pages of a fresh buffer stay unbacked until used (and new[] does not zero-fill).
+#if !defined(__SANITIZE_ADDRESS__)
+  void* p = ::mmap(nullptr, head_buffer_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+  if (p != MAP_FAILED) return HeadBuffer(static_cast<char*>(p), HeadBufferRelease{head_buffer_size_});
+#endif
+  return HeadBuffer(new char[head_buffer_size_], HeadBufferRelease{0});
+}
+
+void Worker::give_head_buffer(HeadBuffer b, std::size_t size) {
   // Keep a bounded number for reuse; beyond that, give memory back after a burst. Buffers of a
   // size from before a reload are simply freed.
-  if (b && size == head_buffer_size_ && free_head_buffers_.size() < kMaxFreeHeadBuffers) {
+  if (b && size == head_buffer_size_ && free_head_buffers_.size() < kMaxFreeHeadBuffersBusy) {
     free_head_buffers_.push_back(std::move(b));
   }
 }
@@ -449,6 +484,7 @@ void Worker::begin_drain() {
   draining_ = true;
   drain_deadline_ = now_ + config().timeouts.shutdown;
   for (auto& l : listeners_) close_listener(*l);
+  close_idle(nullptr);
   for (auto& p : view_->pools) {
     for (auto& list : p->idle) {
       while (!list.empty()) list.back()->close();
@@ -460,7 +496,7 @@ void Worker::begin_drain() {
 }
 
 void Worker::tick() {
-  counters_.connections.set(static_cast<std::int64_t>(sessions_.size()));
+  counters_.connections.set(static_cast<std::int64_t>(connections()));
   counters_.upstreams.set(live_upstreams_);
   counters_.free_buffers.set(static_cast<std::int64_t>(buffers_.available()));
   client_header_timeouts.expire(now_);
@@ -470,6 +506,10 @@ void Worker::tick() {
   tunnel_idle_timeouts.expire(now_);
   for (auto& l : extra_timeouts_) l->expire(now_);
   pipes_.expire_unused(kPipeIdleTicks);
+  if (free_head_buffers_.size() > kMaxFreeHeadBuffers &&
+      now_ - last_head_buffer_take_ >= kHeadBufferQuiet) {
+    free_head_buffers_.resize(kMaxFreeHeadBuffers);
+  }
   for (auto& l : listeners_) {
     if (l && l->accept_paused && now_ >= accept_resume_) {
       l->accept_paused = false;
@@ -491,12 +531,13 @@ void Worker::run() {
   on_control();  // applies the initial snapshot and arms the control read
   if (shutdown_requested_.load(std::memory_order_acquire)) begin_drain();
   std::vector<RecvOp*> retry;
-  while (!draining_ || !sessions_.empty() || live_upstreams_ > 0) {
+  while (!draining_ || !sessions_.empty() || live_upstreams_ > 0 || idle_live_ > 0) {
     ring_.run_once(kTickMs);
     now_ = Clock::now();
     run_woken();
     for (Session* s : dead_) delete s;
     dead_.clear();
+    keep_parked_sessions();
     if (!starved_.empty() && buffers_.available() > 0) {
       retry.swap(starved_);
       for (RecvOp* op : retry) op->resubmit();

@@ -28,6 +28,7 @@
 
 namespace switchyard::proxy {
 
+class IdleConnection;
 class Session;
 class UpstreamConn;
 class AgentLink;
@@ -37,6 +38,19 @@ class AgentLink;
 struct SteeringSlot {
   std::atomic<std::shared_ptr<const l4::FlowSteering>> current;
 };
+
+// A buffer for a request or response head (Worker::take_head_buffer). Mapped on its own rather
+// than taken from malloc: after a burst of requests the buffers beyond the worker's free list go
+// back to the kernel at once, instead of leaving 32 KiB holes in the heap that small long-lived
+// objects (idle connections) are then carved from, which keeps those pages resident (issue 5:
+// with 200 requests in flight while 5 000 idle connections were opened, that was more than half
+// of the memory they cost). From operator new[] instead under ASan (which checks heap bounds,
+// not mappings) or if mmap fails.
+struct HeadBufferRelease {
+  std::size_t mapped = 0;  // length of the mapping; 0: from operator new[]
+  void operator()(char* p) const;
+};
+using HeadBuffer = std::unique_ptr<char[], HeadBufferRelease>;
 
 // Per-worker runtime of a configured pool: its balancer, idle keep-alive connections and the
 // requests queued for a server below max_connections. Kept across reloads while the pool's
@@ -203,9 +217,28 @@ class Worker {
 
   // Session bookkeeping.
   void session_closed(Session* s);
+
+  // ---- Idle client connections (proxy/idle_connection.h; defined in idle_connection.cc).
+  // Client connections open: sessions plus idle connections (limits.max_connections, gauges).
+  std::size_t connections() const { return sessions_.size() + idle_open_; }
+  // A Session (not registered in sessions_). `parked`: the idle connection it takes over (socket
+  // already set up); then a parked Session of the same listener is reused if there is one.
+  Session* new_session(ListenerRuntime& l, int fd, const IdleConnection* parked = nullptr);
+  // Holds `fd` (owned from now on) as an idle connection waiting for bytes until `timeouts`
+  // expires. `peer` null: a connection just accepted (see IdleConnection).
+  void hold_idle(ListenerRuntime& l, int fd, const sockaddr* peer, bool nonblock,
+                 DeadlineList& timeouts);
+  // Bytes arrived on `c`: a registered Session now owns its socket, and `c` is freed.
+  Session* resume(IdleConnection& c);
+  // A Session parked its connection (hold_idle) and is done: unregistered, and kept for reuse
+  // (or freed) after the current completions; the connection still counts.
+  void session_parked(Session* s);
+  // From IdleConnection: closed (off the list, no longer counted), then freed.
+  void idle_closed(IdleConnection* c);
+  void idle_freed(IdleConnection* c);
   // Buffers for request/response heads, recycled between sessions.
-  std::unique_ptr<char[]> take_head_buffer();
-  void give_head_buffer(std::unique_ptr<char[]> b, std::size_t size);
+  HeadBuffer take_head_buffer();
+  void give_head_buffer(HeadBuffer b, std::size_t size);
   std::size_t head_buffer_size() const { return head_buffer_size_; }
 
   void on_accept(ListenerRuntime& l, int res, std::uint32_t flags);
@@ -238,8 +271,26 @@ class Worker {
   std::vector<Session*> tls_ready_;  // TLS sessions with buffered input to deliver
   std::vector<UpstreamConn*> upstream_tls_ready_;
   std::vector<std::unique_ptr<DeadlineList>> extra_timeouts_;
-  std::vector<std::unique_ptr<char[]>> free_head_buffers_;
+  std::vector<HeadBuffer> free_head_buffers_;
+  // Idle connections: the open ones (intrusive list), their number, and the objects alive
+  // (closing ones included, whose cancelled receive has not completed yet).
+  IdleConnection* idle_head_ = nullptr;
+  std::size_t idle_open_ = 0;
+  std::size_t idle_live_ = 0;
+  std::vector<Session*> parked_sessions_;  // parked this iteration
+  // Parked Sessions kept for reuse (Session::reuse); dropped on every reload, so that none
+  // carries settings of an older snapshot (its parsers' limits) to a new connection.
+  std::vector<Session*> free_sessions_;
+  bool snapshot_changed_ = false;  // this iteration: its parked Sessions are not kept either
+  std::vector<void*> free_idle_;  // storage of freed IdleConnections
+  void keep_parked_sessions();
+  void drop_free_sessions();
+  void unlink_idle(IdleConnection* c);
+  // Closes the idle connections of listener `only` (all of them if null).
+  void close_idle(const ListenerRuntime* only);
+  void free_storage();
   std::size_t head_buffer_size_ = 0;
+  Clock::time_point last_head_buffer_take_{};  // see kMaxFreeHeadBuffersBusy
   AccessLogQueue access_log_;
   std::shared_ptr<const splice::SockmapEngine> sockmap_;
   std::shared_ptr<SteeringSlot> steering_;

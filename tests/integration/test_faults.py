@@ -11,8 +11,6 @@ file descriptor limit new connections are refused with 503 and a close while the
 
 from __future__ import annotations
 
-import functools
-import mmap
 import os
 import resource
 import selectors
@@ -25,7 +23,7 @@ import unittest
 
 import soak
 from harness import (Client, IncompleteResponse, PeerClosed, ProtocolError, ProxyTestCase,
-                     proxy_config, unused_port, cpu_seconds, fd_count, reset_on_close)
+                     proxy_config, unused_port, cpu_seconds, fd_count, reset_on_close, sanitized)
 
 MiB = 1024 * 1024
 
@@ -34,28 +32,6 @@ def raise_nofile(want: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-
-
-@functools.lru_cache(maxsize=8)
-def _binary_has_asan(path: str) -> bool:
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return m.find(b"__asan_init") >= 0
-    except (OSError, ValueError):
-        return False
-
-
-def sanitized(pid: int) -> bool:
-    """True for an ASan build (build-asan/ in CI, gcc: libasan.so; clang: linked in): its
-    allocator keeps freed memory in quarantine, so RSS says nothing about leaks there
-    (LeakSanitizer does, at exit)."""
-    try:
-        with open(f"/proc/{pid}/maps") as f:
-            if "libasan" in f.read():
-                return True
-        return _binary_has_asan(os.readlink(f"/proc/{pid}/exe"))
-    except OSError:
-        return False
 
 
 class FaultServer:

@@ -251,6 +251,8 @@ class ReloadTest(ProxyTestCase):
                           f"    bind: {LOOPBACK}:0\n"
                           f"    routes: side\n")
         side_table = ("  side:\n"
+                      "    - match: { path: /slow }\n"
+                      "      pool: a\n"
                       "    - respond: { status: 200, body: \"side\\n\" }\n")
         outcome = self.reload(proxy, config_text(all_to("a"), self.pools,
                                                  extra_listeners=extra_listener,
@@ -260,13 +262,22 @@ class ReloadTest(ProxyTestCase):
         self.assertNotEqual(extra_port, web_port)
         resp = self.fetch(_PortOnly(extra_port), "/x")
         self.assertEqual((resp.status, resp.body), (200, b"side\n"), resp)
+        side = self.connect(extra_port)  # stays open, idle, until the listener goes
+        self.assertEqual(side.request("GET", "/y").body, b"side\n")
+        busy = self.connect(extra_port)  # has a request in progress when the listener goes
+        busy.send_request("GET", "/slow?delay=1")
+        time.sleep(0.2)
         # The kept listener still works, on its old connection and on new ones.
         self.assertEqual(served_by(client.request("GET", "/still")), "A")
         self.assertEqual(served_by(self.fetch(_PortOnly(web_port), "/new")), "A")
-        # Removing it closes it.
+        # Removing it closes it, and its idle keep-alive connections (no route table is left for
+        # their next request).
         self.reload(proxy, base)
         self.assertTrue(connect_refused(extra_port, 3.0),
                         f"listener extra (port {extra_port}) still accepts after its removal")
+        self.assertClosedSoon(side, 3.0, "idle connection to the removed listener")
+        self.assertEqual(busy.read_response().status, 200, "request in progress at the reload")
+        self.assertClosedSoon(busy, 3.0, "connection to the removed listener, after its request")
         self.assertEqual(served_by(client.request("GET", "/after")), "A")
         self.assertEqual(served_by(self.fetch(_PortOnly(web_port), "/after-new")), "A")
 
