@@ -1783,6 +1783,12 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
       ok = false;
     }
   }
+  if (route.handoff && (!route.connect_ports.empty() || route.per_connection)) {
+    error(route.handoff_mark, fmt::format("handoff and {} exclude each other (handoff moves the "
+                                          "connection itself to the server)",
+                                          route.per_connection ? "per_connection" : "connect"));
+    ok = false;
+  }
   if (!route.connect_ports.empty() && route.per_connection) {
     error(map->field("per_connection")->key_mark,
           "per_connection and connect exclude each other (a CONNECT is a tunnel already)");

@@ -1790,7 +1790,9 @@ bool Session::try_handoff() {
   const std::optional<config::Handoff>& ho = cfg().handoff;
   // Only a plain connection can move (TLS state cannot follow it), and only one the proxy has
   // not started answering: freeze() refuses unacknowledged output anyway.
-  if (!ho || tls_ || !pool_ || upgrade_ || response_started_) return false;
+  if (!ho || tls_ || !pool_ || upgrade_ || response_started_ || fixed_ != FixedTunnel::kNone) {
+    return false;
+  }
   std::shared_ptr<const l4::FlowSteering> steering = w_.steering();
   if (!steering || steering->empty()) {
     static std::atomic<bool> warned{false};

@@ -124,6 +124,10 @@ TEST_CASE("routes marked handoff: key file, agents, pool action", "[config][hand
   CHECK(errors_of(front_end("handoff: {key_file: /nonexistent/key}\n", "", agent_server)) ==
         std::vector<std::string>{"test.yaml:1:21: /nonexistent/key: No such file or directory"});
   CHECK(errors_of(front_end("handoff: {timeout: 1s}\n", "", agent_server)).size() == 1);
+  // Not with the other ways a connection stops being proxied request by request.
+  CHECK(errors_of(front_end(section, ", handoff: true, per_connection: true", agent_server)) ==
+        std::vector<std::string>{"test.yaml:5:19: handoff and per_connection exclude each other "
+                                 "(handoff moves the connection itself to the server)"});
   // An agent address needs a port.
   CHECK(errors_of(front_end(section, "", "{address: 10.0.0.1:80, agent: 10.0.0.1}")).size() == 1);
 }
