@@ -366,7 +366,6 @@ class TcpBulkTest(TunnelTestBase):
         return {"cpu": cpu, "elapsed": elapsed, "metrics": m, "proxy": proxy}
 
     def test_gib_each_way_every_engine(self):
-        runs = {}
         for engine in ENGINES:
             with self.subTest(engine=engine):
                 if engine == "sockmap" and os.environ.get("SWITCHYARD_SOCKMAP_BULK") != "1":
@@ -377,7 +376,6 @@ class TcpBulkTest(TunnelTestBase):
                     self.skipTest("sockmap bulk transfer: known kernel double delivery on 6.18; "
                                   "SWITCHYARD_SOCKMAP_BULK=1 runs it")
                 r = self.transfer(engine, BULK)
-                runs[engine] = r
                 m = r["metrics"]
                 kernel = engine_bytes(m, "sockmap")
                 tunnels = m.get(f'switchyard_tunnels_total{{engine="{engine}"}}', 0)
@@ -406,17 +404,9 @@ class TcpBulkTest(TunnelTestBase):
                 print(f"\n[tunnel bench] engine={engine} bytes={2 * BULK} ({gib:.2f} GiB, both "
                       f"directions) wall={r['elapsed']:.2f}s proxy_cpu={r['cpu']:.3f}s "
                       f"cpu_per_GiB={r['cpu'] / gib * 1000:.1f}ms", flush=True)
-        if "splice" in runs and "copy" in runs and BULK >= 256 * MiB:
-            # Splice moves page references, copy moves the bytes twice (measured: ~260 vs ~740
-            # ms per GiB); a generous bound, CPU time is per-process but one run only.
-            self.assertLess(runs["splice"]["cpu"], 0.8 * runs["copy"]["cpu"],
-                            f"splice CPU {runs['splice']['cpu']:.3f}s is not below copy CPU "
-                            f"{runs['copy']['cpu']:.3f}s: are bytes going through userspace?")
-        if "sockmap" in runs and "copy" in runs and BULK >= 256 * MiB:
-            # Bytes that never reach userspace cost the proxy next to nothing.
-            self.assertLess(runs["sockmap"]["cpu"], 0.25 * runs["copy"]["cpu"],
-                            f"sockmap CPU {runs['sockmap']['cpu']:.3f}s is not far below copy "
-                            f"CPU {runs['copy']['cpu']:.3f}s: are bytes going through userspace?")
+        # Which path the bytes took is pinned by the counters above; CPU time is printed for
+        # BENCHMARKS.md only: timing assertions fail on a loaded machine (CI runs tests in
+        # parallel on 2 cores), and the project's rule keeps performance out of tests.
 
 
 class TcpSemanticsTest(TunnelTestBase):
