@@ -54,6 +54,20 @@ struct TcpPair {
   }
 };
 
+// Writes all of `data` to the non-blocking socket `fd`, waiting while it is full.
+void send_all(int fd, const std::string& data) {
+  std::size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n > 0) {
+      off += static_cast<std::size_t>(n);
+    } else {
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, 1000);
+    }
+  }
+}
+
 void wait_for(int fd, short events) {
   pollfd p{fd, events, 0};
   REQUIRE(::poll(&p, 1, 5000) == 1);
@@ -143,16 +157,7 @@ TEST_CASE("the pump moves exactly the body and leaves what follows in the socket
   std::memcpy(data.data() + body, "NEXT!", 5);  // the next message: must stay unread
 
   std::thread writer([&] {
-    std::size_t off = 0;
-    while (off < data.size()) {
-      ssize_t n = ::send(in.a, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-      if (n > 0) {
-        off += static_cast<std::size_t>(n);
-      } else {
-        pollfd p{in.a, POLLOUT, 0};
-        ::poll(&p, 1, 1000);
-      }
-    }
+    send_all(in.a, data);
   });
   std::string got;
   got.reserve(body);
@@ -235,16 +240,7 @@ TEST_CASE("a stream pump moves bytes until the source's EOF, then drains its pip
   std::string data(200 * 1024, '\0');
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 13 + i / 1000);
   std::thread writer([&] {
-    std::size_t off = 0;
-    while (off < data.size()) {
-      ssize_t n = ::send(in.a, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-      if (n > 0) {
-        off += static_cast<std::size_t>(n);
-      } else {
-        pollfd p{in.a, POLLOUT, 0};
-        ::poll(&p, 1, 1000);
-      }
-    }
+    send_all(in.a, data);
     ::shutdown(in.a, SHUT_WR);
   });
   BodyPump pump;
