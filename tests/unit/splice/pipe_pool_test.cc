@@ -156,9 +156,7 @@ TEST_CASE("the pump moves exactly the body and leaves what follows in the socket
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(i * 7 + i / 4096);
   std::memcpy(data.data() + body, "NEXT!", 5);  // the next message: must stay unread
 
-  std::thread writer([&] {
-    send_all(in.a, data);
-  });
+  std::thread writer([&] { send_all(in.a, data); });
   std::string got;
   got.reserve(body);
   BodyPump pump;
