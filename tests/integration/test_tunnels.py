@@ -90,6 +90,19 @@ def recv_all(sock: socket.socket, deadline: float) -> tuple[int, str]:
         total += n
 
 
+def exchange(sock: socket.socket, size: int, seed: int,
+             timeout: float = TRANSFER_TIMEOUT) -> tuple[int, str]:
+    """Sends `size` pattern bytes then FIN while reading everything the peer sends, both at
+    once; returns what was read as recv_all does."""
+    deadline = time.monotonic() + timeout
+    sender = threading.Thread(target=lambda: (send_all(sock, size, seed, deadline),
+                                              sock.shutdown(socket.SHUT_WR)))
+    sender.start()
+    got = recv_all(sock, deadline)
+    sender.join(timeout)
+    return got
+
+
 def recv_exact(sock: socket.socket, n: int, timeout: float = 10.0) -> bytes:
     deadline = time.monotonic() + timeout
     out = bytearray()
@@ -162,13 +175,7 @@ def bulk_handler(size: int, seed: int, delay: float | None = None):
     seconds (default START_DELAY)."""
     def handle(conn):
         time.sleep(START_DELAY if delay is None else delay)
-        deadline = time.monotonic() + TRANSFER_TIMEOUT
-        sender = threading.Thread(target=lambda: (send_all(conn, size, seed, deadline),
-                                                  conn.shutdown(socket.SHUT_WR)))
-        sender.start()
-        got = recv_all(conn, deadline)
-        sender.join(TRANSFER_TIMEOUT)
-        return got
+        return exchange(conn, size, seed)
     return handle
 
 
@@ -347,12 +354,7 @@ class TcpBulkTest(TunnelTestBase):
         t0 = time.monotonic()
         c = self.dial(proxy, timeout=TRANSFER_TIMEOUT)
         time.sleep(START_DELAY)
-        deadline = time.monotonic() + TRANSFER_TIMEOUT
-        sender = threading.Thread(target=lambda: (send_all(c, size, up_seed, deadline),
-                                                  c.shutdown(socket.SHUT_WR)))
-        sender.start()
-        got_down = recv_all(c, deadline)
-        sender.join(TRANSFER_TIMEOUT)
+        got_down = exchange(c, size, up_seed)
         results = origin.wait_results(1, 30)
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(proxy.pid) - cpu0
@@ -545,12 +547,7 @@ class TcpSemanticsTest(TunnelTestBase):
                     c = socket.create_connection((LOOPBACK, proxy.port), timeout=60)
                     try:
                         time.sleep(delay)
-                        deadline = time.monotonic() + 60
-                        t = threading.Thread(target=lambda: (send_all(c, size, 100 + i, deadline),
-                                                             c.shutdown(socket.SHUT_WR)))
-                        t.start()
-                        got.append(recv_all(c, deadline))
-                        t.join(60)
+                        got.append(exchange(c, size, 100 + i, timeout=60))
                     finally:
                         c.close()
                 threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
@@ -817,12 +814,7 @@ class FixedRouteTunnelTest(TunnelTestBase):
                 if len(rest) < 5:
                     rest += recv_exact(c, 5 - len(rest))
                 self.assertEqual(rest, b"eager")
-                deadline = time.monotonic() + 60
-                sender = threading.Thread(target=lambda: (send_all(c, size, 7, deadline),
-                                                          c.shutdown(socket.SHUT_WR)))
-                sender.start()
-                got = recv_all(c, deadline)
-                sender.join(60)
+                got = exchange(c, size, 7, timeout=60)
                 self.assertEqual(got, (size, expected_digest(size, 7)))
                 self.assertEqual(db.wait_results(1, 10), [size + 5])
                 self.assertEqual(app.accepted, 0)
