@@ -1837,11 +1837,9 @@ void Session::on_handoff_answer(bool ready, std::string_view why) {
   upstream_timer_.disarm();
   if (!ready) return handoff_fallback(why);
   const config::Server& server = pool_->cfg->servers[static_cast<std::size_t>(handoff_->server)];
-  sockaddr_storage to{};
-  std::memcpy(&to, server.address.sa(), server.address.length);
   std::string error = "the l4 handoff service is gone";
   std::shared_ptr<const l4::FlowSteering> steering = w_.steering();
-  if (!steering || !steering->steer(peer_, handoff_->local, to, error)) {
+  if (!steering || !steering->steer(peer_, handoff_->local, server.address.storage, error)) {
     handoff_->link->abort(handoff_->id);
     return handoff_fallback(error);
   }
