@@ -261,8 +261,8 @@ struct HealthCheck {
   std::string body_contains;  // kHttp: non-empty = the body must contain it
   Millis interval{2000};
   Millis timeout{1000};
-  std::uint32_t rise = 2;  // consecutive successes that bring a DOWN server UP
-  std::uint32_t fall = 3;  // consecutive failures that take an UP server DOWN
+  std::uint32_t rise = 2;             // consecutive successes that bring a DOWN server UP
+  std::uint32_t fall = 3;             // consecutive failures that take an UP server DOWN
   std::uint32_t jitter_percent = 10;  // each interval varies by up to this share, spreading checks
 };
 
@@ -278,8 +278,8 @@ struct OutlierDetection {
 struct Persistence {
   enum class Kind { kNone, kSource, kCookie };
   Kind kind = Kind::kNone;
-  Millis timeout{300000};               // kSource: idle time after which the entry expires
-  std::uint8_t netmask_v4 = 32;         // kSource: clients in the same /n share an entry
+  Millis timeout{300000};        // kSource: idle time after which the entry expires
+  std::uint8_t netmask_v4 = 32;  // kSource: clients in the same /n share an entry
   std::uint8_t netmask_v6 = 128;
   std::string cookie = "SWITCHYARD_SERVER";  // kCookie: cookie name inserted in responses
 };
@@ -343,8 +343,8 @@ struct TlsServer {
   bool session_tickets = true;
   Millis ticket_rotation{12 * 3600 * 1000};  // a new ticket key this often; the previous two
                                              // keys still decrypt
-  std::uint32_t session_cache = 0;  // server-side session cache entries (OpenSSL's, shared
-                                    // by workers behind its lock); 0 = off: tickets resume
+  std::uint32_t session_cache = 0;           // server-side session cache entries (OpenSSL's, shared
+                                             // by workers behind its lock); 0 = off: tickets resume
   std::string client_ca;                     // mTLS: CA bundle (PEM) for client certificates
   enum class Verify { kNone, kOptional, kRequired };
   Verify verify_client = Verify::kNone;
@@ -372,9 +372,9 @@ struct Listener {
 // resolves relative ones against the configuration file's directory.
 struct Admin {
   SocketAddress bind;
-  std::string token_file;            // "name:token" lines: read-write tokens
-  std::string read_only_token_file;  // optional: read-only tokens
-  std::optional<TlsCertificate> tls;  // HTTPS for the admin API (cert + key PEM files)
+  std::string token_file;                     // "name:token" lines: read-write tokens
+  std::string read_only_token_file;           // optional: read-only tokens
+  std::optional<TlsCertificate> tls;          // HTTPS for the admin API (cert + key PEM files)
   std::optional<SocketAddress> metrics_bind;  // /metrics without authentication, own port
 };
 

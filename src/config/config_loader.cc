@@ -55,10 +55,10 @@ constexpr std::string_view kListenerKeys[] = {"name", "bind", "mode",      "rout
                                               "pool", "tls",  "websocket", "sni"};
 constexpr std::string_view kRequiredListenerKeys[] = {"name", "bind"};
 constexpr std::string_view kListenerModes[] = {"http", "tcp"};
-constexpr std::string_view kTlsKeys[] = {
-    "certificates",    "min_version", "max_version",  "ciphers",   "ciphersuites",
-    "groups",          "alpn",        "session_tickets", "ticket_rotation", "session_cache",
-    "client_ca",       "verify_client"};
+constexpr std::string_view kTlsKeys[] = {"certificates",  "min_version",     "max_version",
+                                         "ciphers",       "ciphersuites",    "groups",
+                                         "alpn",          "session_tickets", "ticket_rotation",
+                                         "session_cache", "client_ca",       "verify_client"};
 constexpr std::string_view kTlsCertificateKeys[] = {"cert", "key"};
 constexpr std::string_view kTlsVersions[] = {"TLSv1.2", "TLSv1.3"};
 constexpr std::string_view kVerifyModes[] = {"none", "optional", "required"};
@@ -93,16 +93,22 @@ constexpr std::string_view kUneditableHeaders[] = {
 // Removing these would leave a message the proxy could not frame.
 constexpr std::string_view kUnremovableHeaders[] = {"content-length", "transfer-encoding"};
 constexpr std::size_t kMaxServersPerPool = 64;
-constexpr std::string_view kPoolKeys[] = {"scheduler",        "hash",
-                                          "fallback",         "max_idle_per_server",
-                                          "retries",          "connect_timeout",
-                                          "response_timeout", "queue",
-                                          "persistence",      "health",
-                                          "outlier",          "servers",
+constexpr std::string_view kPoolKeys[] = {"scheduler",
+                                          "hash",
+                                          "fallback",
+                                          "max_idle_per_server",
+                                          "retries",
+                                          "connect_timeout",
+                                          "response_timeout",
+                                          "queue",
+                                          "persistence",
+                                          "health",
+                                          "outlier",
+                                          "servers",
                                           "tls"};
 constexpr std::string_view kTlsUpstreamKeys[] = {"verify", "ca", "server_name", "cert", "key"};
-constexpr std::string_view kServerKeys[] = {"address", "weight",      "max_connections", "drain",
-                                            "backup",  "maintenance", "agent"};
+constexpr std::string_view kServerKeys[] = {
+    "address", "weight", "max_connections", "drain", "backup", "maintenance", "agent"};
 // `hash` is one of these words or a map with one of kHashKeys.
 constexpr std::string_view kHashWords[] = {"source", "source_port", "url"};
 constexpr std::string_view kHashKeys[] = {"header", "cookie"};
@@ -1604,8 +1610,8 @@ std::optional<TlsServer> Loader::read_tls(const Value& v) {
     ok = ok && on.has_value();
   }
   if (const Value* d = map->get("ticket_rotation")) {
-    auto r = read_duration(*d, "tls.ticket_rotation", Millis(60 * 1000),
-                           Millis(7ll * 24 * 3600 * 1000));
+    auto r =
+        read_duration(*d, "tls.ticket_rotation", Millis(60 * 1000), Millis(7ll * 24 * 3600 * 1000));
     if (r) tls.ticket_rotation = *r;
     ok = ok && r.has_value();
   }
@@ -2660,8 +2666,8 @@ void Loader::read_pool(const std::string& name, SourceMark mark, const Value& v)
 }
 
 void Loader::not_a_server(const Value& v) {
-  error(v.mark, fmt::format("expected a server address or a map with 'address', got {}",
-                            kind_of(v.node)));
+  error(v.mark,
+        fmt::format("expected a server address or a map with 'address', got {}", kind_of(v.node)));
 }
 
 bool Loader::has_server_port(const std::optional<SocketAddress>& address, const Value& where) {
@@ -3055,8 +3061,8 @@ void Loader::read_admin(const Value& v) {
     if (auto key = bind_key(*address)) {
       auto [prev, inserted] = binds_.emplace(*key, BindUse{std::string(owner), b.mark.line});
       if (!inserted) {
-        error(b.mark, fmt::format("duplicate bind {}; already used by {} at line {}",
-                                  address->text, prev->second.owner, prev->second.line));
+        error(b.mark, fmt::format("duplicate bind {}; already used by {} at line {}", address->text,
+                                  prev->second.owner, prev->second.line));
         return std::nullopt;
       }
     }

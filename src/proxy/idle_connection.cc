@@ -56,7 +56,9 @@ void IdleConnection::wait(DeadlineList& timeouts) {
   recv_.submit(w_, fd_);
 }
 
-void IdleConnection::on_timeout(void* self, int) { static_cast<IdleConnection*>(self)->close(); }
+void IdleConnection::on_timeout(void* self, int) {
+  static_cast<IdleConnection*>(self)->close();
+}
 
 void IdleConnection::close() {
   if (closing_) return;

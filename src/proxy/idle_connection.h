@@ -35,8 +35,7 @@ class IdleConnection {
  public:
   // Takes ownership of `fd`. `peer` null: read it with getpeername and set TCP_NODELAY (a
   // connection just accepted); otherwise the socket comes from a Session that did both.
-  IdleConnection(Worker& w, ListenerRuntime& listener, int fd, const sockaddr* peer,
-                 bool nonblock);
+  IdleConnection(Worker& w, ListenerRuntime& listener, int fd, const sockaddr* peer, bool nonblock);
   IdleConnection(const IdleConnection&) = delete;
   IdleConnection& operator=(const IdleConnection&) = delete;
 

@@ -230,8 +230,8 @@ void UpstreamConn::on_recv(void* self, int res, std::uint32_t flags) {
     return c->maybe_free();
   }
   int bid = RecvOp::has_buffer(flags) ? RecvOp::buffer_id(flags) : -1;
-  const char* data = res > 0 && bid >= 0 ? c->w_.buffers().data(static_cast<std::uint16_t>(bid))
-                                         : nullptr;
+  const char* data =
+      res > 0 && bid >= 0 ? c->w_.buffers().data(static_cast<std::uint16_t>(bid)) : nullptr;
   c->owner_->on_upstream_data(res, data, bid);
 }
 
@@ -629,7 +629,8 @@ void Session::on_request_head(std::size_t head_end) {
   }
   upgrade_ = wants_upgrade();
 
-  rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_), tls_ != nullptr};
+  rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_),
+                          tls_ != nullptr};
   decision_ = view_->snapshot->rules->decide(table_, view, w_.scratch());
   const config::Route* route = decision_.route;
   if (connect) return on_connect_request();
@@ -656,7 +657,8 @@ void Session::use_pool(int pool_index) {
   up_head_.clear();
   cookie_server_ = -1;
   if (!pool_) return;
-  rules::RequestView view{in_.get(), &req_.head(), reinterpret_cast<const sockaddr*>(&peer_), tls_ != nullptr};
+  rules::RequestView view{in_.get(), &req_.head(), reinterpret_cast<const sockaddr*>(&peer_),
+                          tls_ != nullptr};
   rules::pool_keys(*pool_->cfg, pool_->default_key, view, w_.scratch(), keys_);
   if (!keys_.cookie.empty()) cookie_server_ = pool_->balancer.server_for_cookie(keys_.cookie);
   keys_.cookie = {};  // points into in_; not needed past this point
@@ -873,12 +875,13 @@ void Session::build_upstream_head() {
     fwd.extra_fields = client_cert_fields_;
     fwd.drop_client_cert_fields = listener_.tls != nullptr;
     fwd.via = cf.via;
-    if (up_->tls()) upgrade_ = false;  // a tunnel needs the raw socket
+    if (up_->tls()) upgrade_ = false;         // a tunnel needs the raw socket
     if (upgrade_) fwd.upgrade = "websocket";  // whatever else the client listed is dropped
     const config::Route* route = decision_.route;
     if (!route->request_headers.empty()) fwd.edits = &route->request_headers;
     if (route->rewrite.kind != config::PathRewrite::Kind::kNone) {
-      rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_), tls_ != nullptr};
+      rules::RequestView view{in_.get(), &h, reinterpret_cast<const sockaddr*>(&peer_),
+                              tls_ != nullptr};
       target_.clear();
       if (view_->snapshot->rules->rewrite_target(decision_, view, w_.scratch(), target_)) {
         fwd.target = target_;
@@ -1532,7 +1535,8 @@ void Session::tls_pump() {
     }
     ++w_.counters().tls_handshakes;
     if (tls_->resumed()) ++w_.counters().tls_resumptions;
-    if (listener_.tls && listener_.tls->config().verify_client != config::TlsServer::Verify::kNone) {
+    if (listener_.tls &&
+        listener_.tls->config().verify_client != config::TlsServer::Verify::kNone) {
       std::string subject = tls_->peer_subject();
       client_cert_fields_.assign(subject.empty() ? "X-Client-Verify: NONE\r\n"
                                                  : "X-Client-Verify: SUCCESS\r\n");
@@ -1797,8 +1801,9 @@ bool Session::try_handoff() {
   if (!steering || steering->empty()) {
     static std::atomic<bool> warned{false};
     if (!warned.exchange(true)) {
-      spdlog::warn("handoff: routes ask for it but no l4 service has `handoff: true` (or the "
-                   "L4 data path is not running); such requests are proxied");
+      spdlog::warn(
+          "handoff: routes ask for it but no l4 service has `handoff: true` (or the "
+          "L4 data path is not running); such requests are proxied");
     }
     ++w_.counters().handoff_fallbacks;
     return false;
@@ -1897,7 +1902,7 @@ bool Session::park() {
   client_timer_.disarm();
   upstream_timer_.disarm();
   send_timer_.disarm();
-  view_.reset();             // a free Session must not keep a snapshot alive
+  view_.reset();  // a free Session must not keep a snapshot alive
   table_ = -1;
   closing_ = freed_ = true;  // nothing may run on this session until reuse()
   w_.session_parked(this);

@@ -16,9 +16,9 @@
 #include <string>
 
 #include "http/message_parser.h"
-#include "proxy/tls/tls_stream.h"
 #include "proxy/deadline.h"
 #include "proxy/io_ops.h"
+#include "proxy/tls/tls_stream.h"
 #include "proxy/worker.h"
 #include "rules/request_key.h"
 #include "splice/body_pump.h"
@@ -361,7 +361,8 @@ class Session {
   bool up_tls_send_ = false;
   // start_upstream() waiting for a cancelled send on up_send_ to complete.
   enum class DeferredStart { kNone, kAny, kFresh };
-  DeferredStart deferred_start_ = DeferredStart::kNone;  // up_send_'s bytes were handed to a TLS connection
+  DeferredStart deferred_start_ =
+      DeferredStart::kNone;  // up_send_'s bytes were handed to a TLS connection
   int inflight_ = 0;
   bool closing_ = false;
   bool freed_ = false;

@@ -109,8 +109,8 @@ struct ListenerRuntime {
   bool accept_paused = false;         // out of file descriptors: accept re-armed by the next tick
   ListenerCounters* stats = nullptr;  // this worker's slot (set on every snapshot)
   std::shared_ptr<const tls::ServerContext> tls;  // null: plain HTTP
-  bool tcp = false;       // `mode: tcp`: connections are tunnelled to `pool` (no HTTP)
-  std::string pool;       // tcp: the pool's name
+  bool tcp = false;  // `mode: tcp`: connections are tunnelled to `pool` (no HTTP)
+  std::string pool;  // tcp: the pool's name
   std::vector<config::Listener::SniRoute> sni;  // tcp: pools by TLS server name (config.h)
   bool websocket = true;  // http: Upgrade requests are forwarded and tunnelled after a 101
 };
@@ -129,19 +129,19 @@ struct WorkerCounters {
   core::Counter tls_handshake_failures;
   core::Counter queued;
   core::Counter queue_timeouts;
-  core::Counter copy_bytes;    // body and head bytes moved through userspace buffers
-  core::Counter splice_bytes;  // body bytes moved socket -> pipe -> socket by splice(2)
-  core::Counter sockmap_bytes;    // tunnel bytes the kernel redirected (BPF sockmap)
-  core::Counter tunnels;          // tunnels started (tcp listeners, WebSocket)
-  core::Counter tunnels_sockmap;  // of which forwarded by the sockmap engine
-  core::Counter tunnels_splice;   // of which spliced through pipes (the rest copy)
-  core::Gauge tunnels_open;       // tunnels open now
+  core::Counter copy_bytes;         // body and head bytes moved through userspace buffers
+  core::Counter splice_bytes;       // body bytes moved socket -> pipe -> socket by splice(2)
+  core::Counter sockmap_bytes;      // tunnel bytes the kernel redirected (BPF sockmap)
+  core::Counter tunnels;            // tunnels started (tcp listeners, WebSocket)
+  core::Counter tunnels_sockmap;    // of which forwarded by the sockmap engine
+  core::Counter tunnels_splice;     // of which spliced through pipes (the rest copy)
+  core::Gauge tunnels_open;         // tunnels open now
   core::Counter handoffs;           // connections handed to a real server's agent (TCP handoff)
   core::Counter handoff_fallbacks;  // handoffs that failed: the request was proxied instead
   // Published every tick (see Worker::tick).
-  core::Gauge connections;     // client connections open
-  core::Gauge upstreams;       // upstream connections open (idle and busy)
-  core::Gauge free_buffers;    // provided receive buffers not in use
+  core::Gauge connections;   // client connections open
+  core::Gauge upstreams;     // upstream connections open (idle and busy)
+  core::Gauge free_buffers;  // provided receive buffers not in use
 };
 
 class Worker {
@@ -266,8 +266,8 @@ class Worker {
   std::vector<std::unique_ptr<ListenerRuntime>> retired_listeners_;
   std::vector<Session*> sessions_;  // all live sessions (index kept in the session)
   std::vector<class RecvOp*> starved_;
-  std::vector<Session*> dead_;   // closed this iteration, deleted after completions are handled
-  std::vector<Session*> woken_;  // dequeued this iteration; retry their pick after completions
+  std::vector<Session*> dead_;       // closed this iteration, deleted after completions are handled
+  std::vector<Session*> woken_;      // dequeued this iteration; retry their pick after completions
   std::vector<Session*> tls_ready_;  // TLS sessions with buffered input to deliver
   std::vector<UpstreamConn*> upstream_tls_ready_;
   std::vector<std::unique_ptr<DeadlineList>> extra_timeouts_;
@@ -282,7 +282,7 @@ class Worker {
   // carries settings of an older snapshot (its parsers' limits) to a new connection.
   std::vector<Session*> free_sessions_;
   bool snapshot_changed_ = false;  // this iteration: its parked Sessions are not kept either
-  std::vector<void*> free_idle_;  // storage of freed IdleConnections
+  std::vector<void*> free_idle_;   // storage of freed IdleConnections
   void keep_parked_sessions();
   void drop_free_sessions();
   void unlink_idle(IdleConnection* c);
