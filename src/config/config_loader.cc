@@ -48,8 +48,8 @@ constexpr std::string_view kTopLevelKeys[] = {"workers",    "access_log", "limit
 constexpr std::string_view kHandoffKeys[] = {"key_file", "timeout"};
 constexpr std::string_view kAccessLogKeys[] = {"enabled", "format", "path"};
 // `splice:` (all kernel forwarding paths share this block; see read_splice).
-constexpr std::string_view kSpliceKeys[] = {"bodies", "min_body", "pipe_size", "sockmap",
-                                            "tunnels"};
+constexpr std::string_view kSpliceKeys[] = {"bodies",  "min_body", "pipe_size",
+                                            "sockmap", "tunnels",  "notsent_lowat"};
 constexpr std::string_view kTunnelEngines[] = {"splice", "copy"};
 constexpr std::string_view kListenerKeys[] = {"name", "bind", "mode",      "routes",
                                               "pool", "tls",  "websocket", "sni"};
@@ -1220,6 +1220,11 @@ void Loader::read_splice(const Value& v) {
   if (const Value* p = map->get("pipe_size")) {
     if (auto n = read_size(*p, "splice.pipe_size", 4 * kKiB, 64 * kMiB)) {
       sp.pipe_size = static_cast<std::size_t>(*n);
+    }
+  }
+  if (const Value* l = map->get("notsent_lowat")) {
+    if (auto n = read_size(*l, "splice.notsent_lowat", 0, 64 * kMiB)) {
+      sp.notsent_lowat = static_cast<std::size_t>(*n);
     }
   }
   if (const Value* s = map->get("sockmap")) {

@@ -25,13 +25,13 @@ constexpr std::size_t kMaxFreeIdle = 1024;
 // IdleConnection
 
 IdleConnection::IdleConnection(Worker& w, ListenerRuntime& listener, int fd, const sockaddr* peer,
-                               bool nonblock)
+                               bool splice_ready)
     : w_(w),
       listener_(&listener),
       recv_(this, &IdleConnection::on_recv),
       timer_(this, 0, &IdleConnection::on_timeout),
       fd_(fd),
-      nonblock_(nonblock) {
+      splice_ready_(splice_ready) {
   if (peer) {
     std::size_t len = peer->sa_family == AF_INET    ? sizeof(sockaddr_in)
                       : peer->sa_family == AF_INET6 ? sizeof(sockaddr_in6)
@@ -128,7 +128,7 @@ void Worker::drop_free_sessions() {
   free_sessions_.clear();
 }
 
-void Worker::hold_idle(ListenerRuntime& l, int fd, const sockaddr* peer, bool nonblock,
+void Worker::hold_idle(ListenerRuntime& l, int fd, const sockaddr* peer, bool splice_ready,
                        DeadlineList& timeouts) {
   void* mem;
   if (free_idle_.empty()) {
@@ -137,7 +137,7 @@ void Worker::hold_idle(ListenerRuntime& l, int fd, const sockaddr* peer, bool no
     mem = free_idle_.back();
     free_idle_.pop_back();
   }
-  auto* c = new (mem) IdleConnection(*this, l, fd, peer, nonblock);
+  auto* c = new (mem) IdleConnection(*this, l, fd, peer, splice_ready);
   ++idle_live_;
   ++idle_open_;
   c->next = idle_head_;

@@ -35,7 +35,8 @@ class IdleConnection {
  public:
   // Takes ownership of `fd`. `peer` null: read it with getpeername and set TCP_NODELAY (a
   // connection just accepted); otherwise the socket comes from a Session that did both.
-  IdleConnection(Worker& w, ListenerRuntime& listener, int fd, const sockaddr* peer, bool nonblock);
+  IdleConnection(Worker& w, ListenerRuntime& listener, int fd, const sockaddr* peer,
+                 bool splice_ready);
   IdleConnection(const IdleConnection&) = delete;
   IdleConnection& operator=(const IdleConnection&) = delete;
 
@@ -51,7 +52,7 @@ class IdleConnection {
   // The peer address (family 0 if unknown) and its length.
   const sockaddr* peer() const { return &peer_.sa; }
   socklen_t peer_len() const;
-  bool nonblock() const { return nonblock_; }
+  bool splice_ready() const { return splice_ready_; }
 
   // The worker's list of open idle connections.
   IdleConnection* prev = nullptr;
@@ -72,7 +73,7 @@ class IdleConnection {
     sockaddr_in6 v6;
   } peer_{};
   int fd_;
-  bool nonblock_;  // O_NONBLOCK set on fd_ (a Session splices with it)
+  bool splice_ready_;  // fd_ prepared by splice::prepare_splice_socket (kept for the Session)
   bool closing_ = false;
 };
 

@@ -1201,12 +1201,11 @@ bool Session::splice_eligible(const http::Head& h) const {
 
 namespace {
 
-bool set_nonblocking(int fd, bool& done) {
+// Once per socket (a kept-alive connection splices many bodies).
+bool ready_for_splice(int fd, bool& done, std::size_t notsent_lowat) {
   if (done) return true;
-  // Sockets have none of the other F_SETFL flags set, so this is their whole flag word.
-  if (::fcntl(fd, F_SETFL, O_NONBLOCK) != 0) return false;
-  done = true;
-  return true;
+  done = splice::prepare_splice_socket(fd, notsent_lowat);
+  return done;
 }
 
 }  // namespace
@@ -1216,7 +1215,9 @@ bool set_nonblocking(int fd, bool& done) {
 bool Session::start_splice(Dir d, std::uint64_t length) {
   BodySplice& b = splice_of(d);
   if (length == 0 || !up_ || b.active) return false;
-  if (!set_nonblocking(fd_, client_nonblock_) || !set_nonblocking(up_->fd(), up_->nonblock_)) {
+  const std::size_t lowat = cfg().splice.notsent_lowat;
+  if (!ready_for_splice(fd_, client_splice_ready_, lowat) ||
+      !ready_for_splice(up_->fd(), up_->splice_ready_, lowat)) {
     return false;
   }
   splice::PipePool& pool = w_.pipes();
@@ -1896,7 +1897,7 @@ bool Session::park() {
       w_.draining()) {
     return false;
   }
-  w_.hold_idle(listener_, fd_, reinterpret_cast<const sockaddr*>(&peer_), client_nonblock_,
+  w_.hold_idle(listener_, fd_, reinterpret_cast<const sockaddr*>(&peer_), client_splice_ready_,
                w_.client_idle_timeouts);
   fd_ = -1;
   client_timer_.disarm();
@@ -1910,13 +1911,13 @@ bool Session::park() {
 }
 
 void Session::adopt_peer(const IdleConnection& parked) {
-  // The socket has TCP_NODELAY already, and perhaps O_NONBLOCK.
+  // The socket has TCP_NODELAY already, and perhaps the splice options.
   peer_ = {};
   std::memcpy(&peer_, parked.peer(), parked.peer_len());
   std::strcpy(client_, "-");
   client_ip_len_ = 0;
   if (parked.peer_len() > 0) format_address(peer_, client_, sizeof(client_), client_ip_len_);
-  client_nonblock_ = parked.nonblock();
+  client_splice_ready_ = parked.splice_ready();
 }
 
 void Session::reuse(int fd, const IdleConnection& parked) {

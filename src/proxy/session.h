@@ -23,6 +23,7 @@
 #include "rules/request_key.h"
 #include "splice/body_pump.h"
 #include "splice/pipe_pool.h"
+#include "splice/splice_socket.h"
 #include "splice/tunnel.h"
 
 namespace switchyard::proxy {
@@ -79,7 +80,7 @@ class UpstreamConn {
   bool idle_ = false;
   bool closing_ = false;
   bool reused_ = false;
-  bool nonblock_ = false;  // O_NONBLOCK set (for splice; io_uring does not mind either way)
+  bool splice_ready_ = false;  // prepared by splice::prepare_splice_socket
   int inflight_ = 0;
   Clock::time_point connect_start_{};  // for the connect latency histogram
   SimpleOp connect_op_;
@@ -386,9 +387,9 @@ class Session {
 
   BodySplice req_splice_;
   BodySplice resp_splice_;
-  std::uint64_t spliced_bytes_ = 0;  // of this exchange (in bytes_in_/bytes_out_ too)
-  bool req_parser_stale_ = false;    // a spliced request body bypassed req_: reset it
-  bool client_nonblock_ = false;     // O_NONBLOCK set on fd_ (for splice)
+  std::uint64_t spliced_bytes_ = 0;   // of this exchange (in bytes_in_/bytes_out_ too)
+  bool req_parser_stale_ = false;     // a spliced request body bypassed req_: reset it
+  bool client_splice_ready_ = false;  // fd_ prepared by splice::prepare_splice_socket
   friend class UpstreamConn;
 };
 

@@ -226,7 +226,7 @@ class Worker {
   Session* new_session(ListenerRuntime& l, int fd, const IdleConnection* parked = nullptr);
   // Holds `fd` (owned from now on) as an idle connection waiting for bytes until `timeouts`
   // expires. `peer` null: a connection just accepted (see IdleConnection).
-  void hold_idle(ListenerRuntime& l, int fd, const sockaddr* peer, bool nonblock,
+  void hold_idle(ListenerRuntime& l, int fd, const sockaddr* peer, bool splice_ready,
                  DeadlineList& timeouts);
   // Bytes arrived on `c`: a registered Session now owns its socket, and `c` is freed.
   Session* resume(IdleConnection& c);

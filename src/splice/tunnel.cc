@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "proxy/worker.h"
+#include "splice/splice_socket.h"
 
 namespace switchyard::splice {
 namespace {
@@ -145,22 +146,14 @@ void Tunnel::begin() {
   for (Dir& d : dirs_) arm_recv(d);
 }
 
-namespace {
-
-bool set_nonblocking(int fd) {
-  int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0) return false;
-  return (flags & O_NONBLOCK) || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0;
-}
-
-}  // namespace
-
 // The splice engine: a pipe per direction, each pumped until its source ends. False (nothing
-// changed but the sockets' O_NONBLOCK, which io_uring does not mind) when no pipe can be had:
+// changed but prepare_splice_socket's socket options, harmless to copying) when no pipe can be had:
 // the tunnel copies then.
 bool Tunnel::start_splice() {
-  // A socket splice honours the file's O_NONBLOCK, not SPLICE_F_NONBLOCK (body_pump.h).
-  if (!set_nonblocking(fds_[0]) || !set_nonblocking(fds_[1])) return false;
+  const std::size_t lowat = w_.config().splice.notsent_lowat;
+  if (!prepare_splice_socket(fds_[0], lowat) || !prepare_splice_socket(fds_[1], lowat)) {
+    return false;
+  }
   PipePool& pool = w_.pipes();
   pool.set_size(w_.config().splice.pipe_size);
   for (Dir& d : dirs_) {

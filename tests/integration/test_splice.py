@@ -10,6 +10,7 @@ import random
 import shutil
 import socket
 import struct
+import subprocess
 import tempfile
 import threading
 import time
@@ -338,6 +339,55 @@ class SpliceTest(ProxyTestCase):
             digest.update(piece)
         self.assertEqual(digest.hexdigest(), expected)
         self.assertEqual(c.request("GET", "/after").status, 200)
+
+    def unsent_bytes(self, proxy_port: int, client_port: int, timeout: float = 5.0) -> int:
+        """The proxy's not-yet-sent bytes towards one client once they stop changing (`ss -ti`:
+        `notsent:N`; absent = 0)."""
+        last, deadline = None, time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                ["ss", "-tinH", "state", "established",
+                 f"( sport = :{proxy_port} and dport = :{client_port} )"],
+                capture_output=True, text=True, check=True).stdout
+            self.assertIn("127.0.0.1", out, "the client's connection is not in `ss`")
+            n = int(out.split("notsent:")[1].split()[0]) if "notsent:" in out else 0
+            if n == last:
+                return n
+            last = n
+            time.sleep(0.3)
+        return last
+
+    def stalled_download_unsent(self, splice: dict) -> int:
+        """Unsent bytes in the proxy's socket to a client that asked for 16 MiB and reads
+        nothing."""
+        origin = self.start_origin("A")
+        proxy = self.start_splice_proxy(origin.address, splice=splice)
+        c = self.connect(proxy, timeout=TRANSFER_TIMEOUT)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
+        c.send_request("GET", f"/download?size={16 * MiB}")
+        time.sleep(0.5)
+        unsent = self.unsent_bytes(proxy.port, c.sock.getsockname()[1])
+        self.assertGreater(self.forwarded()[1], 0, "the body was not spliced")
+        c.close()
+        return unsent
+
+    def test_unsent_bytes_wait_in_the_pipe_not_in_the_client_socket(self):
+        # splice.notsent_lowat (TCP_NOTSENT_LOWAT): a splice stops once that much is unsent, so
+        # a client with a closed window holds at most about that much in our send queue (one
+        # skb of overshoot allowed); the rest of the pipe's MiB stays in the pipe.
+        lowat = 64 * KiB
+        unsent = self.stalled_download_unsent(
+            {"bodies": True, "min_body": "64KiB", "notsent_lowat": "64KiB"})
+        self.assertLessEqual(unsent, 3 * lowat, f"{unsent} bytes unsent with a {lowat}-byte mark")
+        with open("/proc/sys/net/ipv4/tcp_notsent_lowat") as f:
+            system_lowat = int(f.read())
+        if system_lowat < 4 * MiB:
+            self.skipTest(f"net.ipv4.tcp_notsent_lowat is {system_lowat}: without our mark the "
+                          "kernel's would still bound the send queue (the contrast is not shown)")
+        # Without the mark the same download leaves (nearly) the whole pipe in the send queue.
+        unsent = self.stalled_download_unsent(
+            {"bodies": True, "min_body": "64KiB", "notsent_lowat": 0})
+        self.assertGreater(unsent, 3 * lowat, "no mark, yet the send queue stayed short")
 
     def test_reader_that_stops_is_closed_after_client_idle(self):
         origin = self.start_origin("A")

@@ -30,18 +30,21 @@ TEST_CASE("splice: defaults", "[config][splice]") {
   CHECK(r.config->splice.bodies);
   CHECK(r.config->splice.min_body == 64 * 1024);
   CHECK(r.config->splice.pipe_size == 1024 * 1024);
+  CHECK(r.config->splice.notsent_lowat == 32 * 1024);
   CHECK(r.config->splice.tunnels == Splice::TunnelEngine::kSplice);
 }
 
 TEST_CASE("splice: every key", "[config][splice]") {
-  LoadResult r =
-      load_string("splice: { bodies: false, min_body: 1MiB, pipe_size: 256KiB, tunnels: copy }\n" +
-                      std::string(kRest),
-                  "test.yaml");
+  LoadResult r = load_string(
+      "splice: { bodies: false, min_body: 1MiB, pipe_size: 256KiB, tunnels: copy,\n"
+      "          notsent_lowat: 0 }\n" +
+          std::string(kRest),
+      "test.yaml");
   REQUIRE(r.diagnostics.empty());
   CHECK_FALSE(r.config->splice.bodies);
   CHECK(r.config->splice.min_body == 1024 * 1024);
   CHECK(r.config->splice.pipe_size == 256 * 1024);
+  CHECK(r.config->splice.notsent_lowat == 0);
   CHECK(r.config->splice.tunnels == Splice::TunnelEngine::kCopy);
 }
 
@@ -54,6 +57,9 @@ TEST_CASE("splice: errors name file, line and column", "[config][splice]") {
   CHECK(errors_of("splice:\n  pipe_size: 1GiB\n") ==
         std::vector<std::string>{
             "test.yaml:2:14: splice.pipe_size must be between 4KiB and 64MiB, got 1GiB"});
+  CHECK(errors_of("splice:\n  notsent_lowat: 128MiB\n") ==
+        std::vector<std::string>{
+            "test.yaml:2:18: splice.notsent_lowat must be between 0 and 64MiB, got 128MiB"});
   CHECK(errors_of("splice:\n  tunnels: sockmap\n") ==
         std::vector<std::string>{
             "test.yaml:2:12: unknown splice.tunnels engine 'sockmap'; expected splice, copy"});
