@@ -43,10 +43,12 @@ class RecvOp final : public IoOp {
   bool cancelled_ = false;
 };
 
-// A send of up to three byte ranges, resubmitted until all are sent; the owner hears once, with
-// the total or an error.
+// A send of up to kMaxRanges byte ranges, resubmitted until all are sent; the owner hears once,
+// with the total or an error.
 class SendOp final : public IoOp {
  public:
+  static constexpr int kMaxRanges = 4;
+
   SendOp(void* owner, OpHandler handler) : owner_(owner), handler_(handler) {}
   void clear() {
     iovcnt_ = 0;
@@ -71,7 +73,7 @@ class SendOp final : public IoOp {
   OpHandler handler_;
   Worker* worker_ = nullptr;
   int fd_ = -1;
-  iovec iov_[3]{};
+  iovec iov_[kMaxRanges]{};
   int iovcnt_ = 0;
   int first_ = 0;  // first iovec not fully sent
   std::size_t total_ = 0;

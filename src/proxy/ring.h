@@ -66,6 +66,7 @@ class BufferRing {
   std::size_t buffer_size() const { return size_; }
   void recycle(std::uint16_t bid);
   unsigned available() const { return available_; }
+  unsigned count() const { return count_; }
   void taken() { --available_; }
 
  private:

@@ -59,6 +59,9 @@ class UpstreamConn {
   PoolRuntime& pool() { return *pool_; }
   bool reused() const { return reused_; }
   void set_reused() { reused_ = true; }
+  // The last receive left bytes in the socket (IORING_CQE_F_SOCK_NONEMPTY): another receive
+  // would complete at once.
+  bool more_queued() const { return more_queued_; }
   const config::SocketAddress& address() const { return pool_->cfg->servers[server_].address; }
 
  private:
@@ -80,6 +83,7 @@ class UpstreamConn {
   bool idle_ = false;
   bool closing_ = false;
   bool reused_ = false;
+  bool more_queued_ = false;
   bool splice_ready_ = false;  // prepared by splice::prepare_splice_socket
   int inflight_ = 0;
   Clock::time_point connect_start_{};  // for the connect latency histogram
@@ -187,6 +191,8 @@ class Session {
   void send_response_head();
   void handle_response_body(const char* data, std::size_t len, int bid);
   void read_ahead();
+  bool gather_piece(const char* data, std::size_t len, int bid);
+  void add_held_to_send();
   void finish_exchange();
   void next_request();
   // Between requests with nothing buffered or in flight on a plain listener: hands the socket to
@@ -345,19 +351,24 @@ class Session {
   int status_ = 0;
   std::uint64_t bytes_out_ = 0;
   std::uint64_t response_bytes_seen_ = 0;
-  // A response body piece read ahead while the previous one is being sent (see read_ahead).
+  // Response body pieces read ahead while the previous ones are being sent (see read_ahead),
+  // each in its own ring buffer; sent together, in one send, once that send is done.
   struct HeldPiece {
     const char* data = nullptr;
     std::size_t len = 0;
     int bid = -1;
   };
-  HeldPiece held_;
+  static constexpr unsigned kMaxHeld = SendOp::kMaxRanges;
+  HeldPiece held_[kMaxHeld];
+  unsigned held_count_ = 0;
 
   // Operations in flight (each counted in inflight_).
   RecvOp client_recv_;
   SendOp client_send_;
   SendOp up_send_;
-  int client_send_bid_ = -1;  // buffer to recycle when client_send_ completes
+  // Ring buffers to recycle when client_send_ completes (the pieces it sends).
+  int client_send_bids_[kMaxHeld] = {};
+  unsigned client_send_bid_count_ = 0;
   int up_send_bid_ = -1;
   bool up_tls_send_ = false;
   // start_upstream() waiting for a cancelled send on up_send_ to complete.

@@ -322,7 +322,8 @@ class Origin:
       /status           ?code=N - that status, empty body
       /healthz          `health_status` (200 by default, settable) with body "ok\n" or "sick\n"
       /conn             200 "conn ID\\n" - the id of the TCP connection the request came on
-      /nolength         200 "until-close" without framing, then close
+      /nolength         200 "until-close" without framing, then close; ?size=N&seed=S: N
+                        pattern bytes instead
       /hop              200 carrying hop-by-hop headers (Connection: X-Hop-Secret, Keep-Alive,
                         Proxy-Connection, X-Hop-Secret) plus X-End-To-End: kept
     Any endpoint: ?close=1 answers with Connection: close and closes. HEAD gets the GET headers
@@ -603,6 +604,9 @@ class Origin:
             return send(200, text, f"conn {conn.conn_id}\n".encode())
         if path == "/nolength":
             keep_alive = False
+            if "size" in query:
+                size, seed = int(query["size"]), int(query.get("seed", "0"))
+                return send(200, text, pattern_pieces(size, seed), framing="none")
             return send(200, text, b"until-close", framing="none")
         if path == "/hop":
             return send(200, text + [("Connection", "X-Hop-Secret"),
