@@ -78,9 +78,9 @@ struct Splice {
   // pages). Above /proc/sys/fs/pipe-max-size needs CAP_SYS_RESOURCE; if refused, the kernel
   // default (64 KiB) is used and said once.
   std::size_t pipe_size = 1024 * 1024;
-  // TCP_NOTSENT_LOWAT on every socket a splice writes to (bodies and tunnels): at most this much
-  // not-yet-sent data in its send queue, the rest waits in the pipe. 0 = the kernel's setting
-  // (net.ipv4.tcp_notsent_lowat). Why: splice/splice_socket.h.
+  // TCP_NOTSENT_LOWAT on both sockets of a splice (bodies and tunnels), kept for the connection's
+  // life: at most this much not-yet-sent data in a send queue, the rest waits in the pipe.
+  // 0 = the kernel's setting (net.ipv4.tcp_notsent_lowat). Why: splice/splice_socket.h.
   std::size_t notsent_lowat = 32 * 1024;
   // Tunnels (`mode: tcp` listeners, HTTP Upgrade) are forwarded by the kernel through a BPF
   // sockhash (src/splice/sockmap.h) when true and BPF is available; else bytes are copied.
