@@ -292,24 +292,20 @@ class SpliceTest(ProxyTestCase):
         proxy = self.start_splice_proxy(origin.address, {"bodies": False})
         sizes = [1, 16 * KiB - 1, 16 * KiB, 16 * KiB + 1, 48 * KiB + 7, 64 * KiB, 64 * KiB + 1,
                  200 * KiB + 3, 4 * MiB + 5]
+        def fetch(c: Client, target: str, size: int, seed: int, what: str) -> None:
+            digest = hashlib.sha256()
+            resp = c.request("GET", target, timeout=TRANSFER_TIMEOUT, sink=digest.update)
+            self.assertEqual(resp.status, 200, resp)
+            self.assertEqual(digest.hexdigest(), pattern_sha256(size, seed), f"{size} B, {what}")
+
         with Client(proxy.port, timeout=TRANSFER_TIMEOUT) as c:
             for i, size in enumerate(sizes):
-                self.download(c, size, seed=i)
                 for chunked in ("0", "1"):
-                    digest = hashlib.sha256()
-                    resp = c.request("GET", f"/download?size={size}&seed={i}&chunked={chunked}",
-                                     timeout=TRANSFER_TIMEOUT, sink=digest.update)
-                    self.assertEqual(resp.status, 200, resp)
-                    self.assertEqual(digest.hexdigest(), pattern_sha256(size, i),
-                                     f"{size} bytes, chunked={chunked}")
+                    fetch(c, f"/download?size={size}&seed={i}&chunked={chunked}", size, i,
+                          f"chunked={chunked}")
         for i, size in enumerate(sizes):
-            with Client(proxy.port, timeout=TRANSFER_TIMEOUT) as c:
-                digest = hashlib.sha256()
-                resp = c.request("GET", f"/nolength?size={size}&seed={i}",
-                                 timeout=TRANSFER_TIMEOUT, sink=digest.update)
-                self.assertEqual(resp.status, 200, resp)
-                self.assertEqual(digest.hexdigest(), pattern_sha256(size, i),
-                                 f"{size} bytes until close")
+            with Client(proxy.port, timeout=TRANSFER_TIMEOUT) as c:  # the server closes: new one
+                fetch(c, f"/nolength?size={size}&seed={i}", size, i, "until close")
         # A reader that pauses: sends stay out, pieces pile up (at most four), nothing is lost.
         size = 16 * MiB + 11
         c = self.connect(proxy, timeout=TRANSFER_TIMEOUT)
