@@ -1779,13 +1779,18 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
     route.handoff_mark = h->key_mark;
     ok = ok && on.has_value();
   }
-  for (std::string_view key : {"connect", "per_connection"}) {
+  // Keys that shape how a pool or split route forwards: an error on any other action.
+  auto forwarding_key = [&](std::string_view key) -> const Field* {
     const Field* f = map->field(key);
-    if (f == nullptr) continue;
-    if (action && *action != "pool" && *action != "split") {
+    if (f != nullptr && action && *action != "pool" && *action != "split") {
       error(f->key_mark, fmt::format("{} is only allowed with pool or split", key));
       ok = false;
     }
+    return f;
+  };
+  for (std::string_view key : {"connect", "per_connection"}) {
+    const Field* f = forwarding_key(key);
+    if (f == nullptr) continue;
     if (key == "connect") {
       ok = read_route_connect(f->value, route) && ok;
     } else if (auto on = read_bool(f->value)) {
@@ -1806,12 +1811,8 @@ std::optional<Route> Loader::read_route(const std::string& table, const Value& v
     ok = false;
   }
   for (std::string_view key : {"request_headers", "response_headers", "rewrite", "fallback"}) {
-    const Field* f = map->field(key);
+    const Field* f = forwarding_key(key);
     if (f == nullptr) continue;
-    if (action && *action != "pool" && *action != "split") {
-      error(f->key_mark, fmt::format("{} is only allowed with pool or split", key));
-      ok = false;
-    }
     if (key == "fallback") {
       ok = read_route_fallback(f->value, route) && ok;
     } else if (key == "rewrite") {
