@@ -278,31 +278,32 @@ class HandoffTest(L4TestCase):
         answers = self.h.get("/one/a", "/two/b")
         self.assertEqual([a[3] for a in answers], ["rs1", "rs1"])
 
-    def test_one_gib_download_bypasses_the_director(self):
+    def download_through_director(self, what: str, target: str):
+        """One GET of 1 GiB: (answer, bytes that crossed the director's interface); the time and
+        the director's CPU are written to stderr for the note."""
         before_bytes, before_cpu = self.h.interface_bytes(), self.h.director_cpu()
         start = time.monotonic()
-        [[status, got, digest, server]] = self.h.get(f"/one/bytes/{GIB}")
+        [answer] = self.h.get(target)
         elapsed = time.monotonic() - start
         moved = self.h.interface_bytes() - before_bytes
         cpu = self.h.director_cpu() - before_cpu
+        sys.stderr.write(f"\n{what} 1 GiB: {elapsed:.2f} s, director interface bytes {moved}, "
+                         f"director CPU {cpu * 1000:.0f} ms\n")
+        return answer, moved
+
+    def test_one_gib_download_bypasses_the_director(self):
+        [status, got, digest, server], moved = self.download_through_director(
+            "handoff", f"/one/bytes/{GIB}")
         self.assertEqual((status, int(got), server), ("200", GIB, "rs1"))
         self.assertEqual(digest, pattern_sha256(GIB))
         # Only the client's ACKs cross the director (in and, forwarded, out): a few MiB.
         self.assertLess(moved, 64 << 20, f"director moved {moved} bytes for 1 GiB handed off")
-        sys.stderr.write(f"\nhandoff 1 GiB: {elapsed:.2f} s, director interface bytes {moved}, "
-                         f"director CPU {cpu * 1000:.0f} ms\n")
 
         # The same download proxied, for comparison: every byte crosses the director twice.
-        before_bytes, before_cpu = self.h.interface_bytes(), self.h.director_cpu()
-        start = time.monotonic()
-        [[status, got, digest, server]] = self.h.get(f"/bytes/{GIB}")
-        elapsed = time.monotonic() - start
-        moved = self.h.interface_bytes() - before_bytes
-        cpu = self.h.director_cpu() - before_cpu
+        [status, got, digest, _], moved = self.download_through_director(
+            "proxied", f"/bytes/{GIB}")
         self.assertEqual((status, int(got), digest), ("200", GIB, pattern_sha256(GIB)))
         self.assertGreater(moved, 2 * GIB)
-        sys.stderr.write(f"proxied 1 GiB: {elapsed:.2f} s, director interface bytes {moved}, "
-                         f"director CPU {cpu * 1000:.0f} ms\n")
 
     def test_unreachable_agent_falls_back_to_proxying(self):
         self.h.stop_agent("rs1")
